@@ -1,0 +1,123 @@
+"""From a cell's specification to its result: sample, plan, execute, parse, aggregate.
+
+The plugin and the programmatic API both go through here, so a test and a notebook that ask for
+the same cell get the same numbers. Planning is separate from execution so that the plugin can
+plan every selected cell first and send the union of their queries through one engine run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+
+from iqa_eval import selection
+from iqa_eval.datasets.base import Dataset
+from iqa_eval.protocols import ds, ms, ss
+from iqa_eval.protocols.base import Plan
+from iqa_eval.protocols.demos import demonstration
+from iqa_eval.types import Answer, CellResult, CellSpec, Decoding, Example, Item, Judgement
+
+PROTOCOL_IMPLS: dict[str, ModuleType] = {"ss": ss, "ds": ds, "ms": ms}
+SUBSETS = ("uniform", "finegrained", "all")
+EXAMPLES_PER_CELL = 12
+EXAMPLE_CHARS = 2000
+
+
+def subset_items(dataset: Dataset, spec: CellSpec) -> tuple[Item, ...]:
+    items = dataset.items(spec.setting, spec.attribute)
+    if spec.subset == "all":
+        return items
+    if spec.subset == "uniform":
+        return selection.uniform(items, fr=spec.setting == "fr")
+    if spec.subset == "finegrained":
+        return selection.finegrained(items)
+    raise ValueError(f"unknown subset {spec.subset!r}; known: {', '.join(SUBSETS)}")
+
+
+def quality_range(dataset: Dataset) -> tuple[float, float]:
+    lo, hi = dataset.card.score_range
+    return (lo, hi) if dataset.card.higher_is_better else (-hi, -lo)
+
+
+@dataclass(frozen=True)
+class Planner:
+    seed: int = 0
+    decoding: Decoding = field(default_factory=Decoding)
+    paper: bool = False
+
+    def plan(self, spec: CellSpec, dataset: Dataset) -> Plan:
+        impl = PROTOCOL_IMPLS.get(spec.protocol)
+        if impl is None:
+            raise ValueError(
+                f"protocol {spec.protocol!r} is not available; known: {', '.join(PROTOCOL_IMPLS)}"
+            )
+        demo = None
+        if spec.strategy == "icl":
+            pool = dataset.demo_pool(spec.setting, spec.attribute)
+            demo = demonstration(spec.protocol, pool, quality_range(dataset), self.paper)
+        plan: Plan = impl.plan(
+            subset_items(dataset, spec),
+            spec.setting,
+            spec.strategy,
+            demo,
+            self.decoding,
+            dataset.local,
+            self.seed,
+            self.paper,
+        )
+        return plan
+
+
+def judge_answers(spec: CellSpec, plan: Plan, answers: Mapping[str, Answer]) -> dict[str, Judgement]:
+    """A judgement for every planned query: an API failure or a parse failure keeps its reason."""
+    parse = PROTOCOL_IMPLS[spec.protocol].parse
+    judged: dict[str, Judgement] = {}
+    for pq in plan.queries:
+        key = pq.query.key
+        if key in judged:
+            continue
+        answer = answers.get(key)
+        if answer is None:
+            judged[key] = Judgement(None, "not_run")
+        elif not answer.ok or answer.text is None:
+            judged[key] = Judgement(None, answer.error or "no_answer")
+        else:
+            judged[key] = parse(answer.text, spec.setting)
+    return judged
+
+
+def evaluate(
+    spec: CellSpec, plan: Plan, answers: Mapping[str, Answer], seed: int, n_resamples: int = 1000
+) -> CellResult:
+    judged = judge_answers(spec, plan, answers)
+    pairs = [(pq, judged[pq.query.key]) for pq in plan.queries]
+    aggregate = PROTOCOL_IMPLS[spec.protocol].aggregate(plan, pairs, seed, n_resamples)
+    failures = Counter(j.failure for _, j in pairs if j.failure is not None)
+    return CellResult(
+        spec=spec,
+        n_items=len(plan.items),
+        n_queries=len(plan.queries),
+        n_failed=dict(sorted(failures.items())),
+        metrics=aggregate.metrics,
+        primary_metric=aggregate.primary_metric,
+        predictions=aggregate.predictions,
+        examples=_examples(plan, pairs, answers),
+        notes=plan.notes + aggregate.notes,
+    )
+
+
+def _examples(
+    plan: Plan, pairs: Sequence[tuple[object, Judgement]], answers: Mapping[str, Answer]
+) -> tuple[Example, ...]:
+    """A few answers per cell for the report: failures first (they need a reader's eyes)."""
+    failed: list[Example] = []
+    ok: list[Example] = []
+    for pq, judgement in zip(plan.queries, (j for _, j in pairs), strict=True):
+        answer = answers.get(pq.query.key)
+        text = (answer.text or answer.detail or "") if answer is not None else ""
+        example = Example(pq.query.key, pq.item_ids, text[:EXAMPLE_CHARS], judgement.failure)
+        (failed if judgement.failure else ok).append(example)
+    half = EXAMPLES_PER_CELL // 2
+    return tuple(failed[:half] + ok[: EXAMPLES_PER_CELL - min(half, len(failed))])

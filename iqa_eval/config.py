@@ -1,0 +1,111 @@
+"""Run settings from the command line, ``[tool.iqa_eval]`` in pyproject.toml, or pytest's ini.
+
+The command line wins over ``[tool.iqa_eval]``, which wins over the ini file, which wins over
+the defaults, so a CI job can pin a profile in pyproject.toml and a developer can still override
+one option for a single run.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+DEFAULT_MODEL = "expert"
+DEFAULT_GATES = Path("fixtures/gates/default.toml")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names where it came from."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    root: Path
+    models: tuple[str, ...] = (DEFAULT_MODEL,)
+    gates: Path | None = None
+    report_dir: Path = Path("reports")
+    cache_dir: Path = Path(".iqa_cache")
+    use_cache: bool = True
+    concurrency: int = 8
+    seed: int = 0
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else self.root / path
+
+
+# name -> (type, default); the same names serve as ``--iqa-<name>`` options, ini keys
+# ``iqa_<name>`` and keys of ``[tool.iqa_eval]``.
+OPTIONS: dict[str, tuple[type, Any, str]] = {
+    "model": (list, [DEFAULT_MODEL], "model spec to evaluate (repeatable): expert, expert:<metric>"),
+    "gates": (str, None, "gate profile (TOML); default fixtures/gates/default.toml when present"),
+    "report_dir": (str, "reports", "where iqa-report.json and iqa-report.html are written"),
+    "cache": (str, ".iqa_cache", "directory of the response cache and generated datasets"),
+    "no_cache": (bool, False, "do not read or write cached answers"),
+    "concurrency": (int, 8, "maximum concurrent requests per model"),
+    "seed": (int, 0, "seed of every random choice (pairing, order swaps, bootstrap)"),
+}
+
+
+def read_pyproject(root: Path) -> dict[str, Any]:
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    section = data.get("tool", {}).get("iqa_eval", {})
+    unknown = set(section) - set(OPTIONS)
+    if unknown:
+        raise ConfigError(
+            f"{path} [tool.iqa_eval]: unknown key(s) {sorted(unknown)}; known: {sorted(OPTIONS)}"
+        )
+    return dict(section)
+
+
+def coerce(name: str, value: Any, where: str) -> Any:
+    kind = OPTIONS[name][0]
+    if value is None:
+        return None
+    try:
+        if kind is list:
+            return [str(v) for v in (value if isinstance(value, list) else [value])]
+        if kind is bool:
+            if isinstance(value, str):
+                return value.strip().lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {name} = {value!r} is not a valid {kind.__name__}") from None
+
+
+def build(root: Path, values: dict[str, Any]) -> RunConfig:
+    models = tuple(dict.fromkeys(values["model"]))
+    if not models:
+        raise ConfigError("no model to evaluate: give --iqa-model SPEC")
+    concurrency = values["concurrency"]
+    if concurrency < 1:
+        raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
+    gates = values["gates"]
+    if gates is None and (root / DEFAULT_GATES).is_file():
+        gates = str(DEFAULT_GATES)
+    config = RunConfig(
+        root=root,
+        models=models,
+        gates=Path(gates) if gates else None,
+        report_dir=Path(values["report_dir"]),
+        cache_dir=Path(values["cache"]),
+        use_cache=not values["no_cache"],
+        concurrency=concurrency,
+        seed=values["seed"],
+    )
+    return config

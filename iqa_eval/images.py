@@ -1,0 +1,317 @@
+"""Loading, identity and transport of stimuli.
+
+The rule of the suite is that the model judges exactly the dataset's stored
+pixels: no resizing, no colour conversion, no lossy re-encoding.  Everything
+here serves that rule.  Inputs that cannot be shown faithfully as 8-bit RGB
+are refused with an :class:`ImageError` that names the file and says what to
+do, rather than being "fixed" silently, because a silent fix changes the
+stimulus that the human scores were given for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+# Stimulus lives in iqa_eval.types with the other shared nouns; it is re-exported here because
+# this module is where stimuli are made.  One class, not two look-alikes, keeps equality and
+# isinstance checks working across layers.
+from iqa_eval.types import Stimulus
+
+__all__ = [
+    "MAX_PIXELS",
+    "MIN_SIDE",
+    "ImageError",
+    "ImageStore",
+    "Stimulus",
+    "encode_png",
+    "load_rgb",
+    "pixel_hash",
+]
+
+MAX_PIXELS: int = 40_000_000
+"""Largest accepted width*height.
+
+Checked from the header before decoding, so a tiny file that claims a huge
+canvas (a decompression bomb) costs nothing.  40 MP covers every IQA dataset
+in use, including 8K frames, while keeping one decoded image under 120 MB.
+"""
+
+MIN_SIDE: int = 8
+"""Smallest accepted width or height: below this there is nothing to judge."""
+
+PNG_COMPRESS_LEVEL: int = 1
+"""zlib level for transport PNGs.
+
+Level 1 is several times faster than the default 6 and the bytes only travel
+to a model API within one run, so size matters less than encode time.  It is
+fixed so that equal pixels always give equal bytes (request caches key on
+them).
+"""
+
+_HIGH_DEPTH_MODES = frozenset({"I", "F"})
+_FOREIGN_COLOUR_MODES = frozenset({"CMYK", "YCbCr", "LAB", "HSV"})
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+_PLAIN_MODES = frozenset({"RGB", "RGBX", "L", "1", "P"})
+# Raw decoder modes that read 16-bit samples into an 8-bit Pillow mode (e.g. a
+# 48-bit RGB PNG opens as mode "RGB" with rawmode "RGB;16B").  BMP's packed
+# 5-6-5 rawmodes ("BGR;16") start with BGR and are deliberately not matched:
+# widening 5 or 6 bits to 8 loses nothing.
+_WIDE_RAWMODE = re.compile(r"^(?:RGBA?|RGBX|LA);16")
+
+Pixels = NDArray[np.uint8]
+
+
+class ImageError(ValueError):
+    """A stimulus file that cannot be used as-is.
+
+    The message starts with the file path so that a failure deep inside a
+    batch run points straight at the offending file.
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+
+
+def load_rgb(path: str | os.PathLike[str]) -> Pixels:
+    """Decode ``path`` to a read-only H x W x 3 uint8 array of its stored pixels.
+
+    The array is read-only because it is shared through :class:`ImageStore`
+    and its hash is the stimulus identity: an in-place edit anywhere would
+    corrupt every later use of it.
+    """
+    name = os.fspath(path)
+    _check_file(name)
+    try:
+        with Image.open(name) as img:
+            _check_header(name, img)
+            # Force the full decode now: Pillow decodes lazily, and a truncated
+            # or corrupt file must fail here, not halfway through a run.
+            img.load()
+            rgb_img = _to_rgb(name, img)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(
+            name,
+            "not a recognised image format; supply a PNG, JPEG, BMP, TIFF or "
+            "WebP file (the content decides the format, not the extension)",
+        ) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(name, f"refused as a possible decompression bomb ({exc})") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        # Pillow reports truncation and corrupt streams as OSError, and some
+        # malformed chunks as SyntaxError/ValueError/EOFError.
+        raise ImageError(
+            name,
+            f"truncated or corrupt image data; re-export or re-download the "
+            f"file ({type(exc).__name__}: {exc})",
+        ) from exc
+    # EXIF orientation is deliberately NOT applied: the stored pixel grid is
+    # what the dataset's scores, references and full-reference metrics refer
+    # to, and other readers disagree on whether to honour the tag.  Rotating
+    # here would make the model judge a different array from the one hashed
+    # and scored elsewhere.
+    arr = np.ascontiguousarray(np.asarray(rgb_img, dtype=np.uint8))
+    arr.setflags(write=False)
+    return arr
+
+
+def _check_file(name: str) -> None:
+    """Refuse unusable paths up front so the message names the real problem.
+
+    Without this, Pillow's errors for a missing file or a directory read like
+    decoding failures.
+    """
+    if not os.path.exists(name):
+        raise ImageError(name, "file not found; check the dataset root and file list")
+    if not os.path.isfile(name):
+        raise ImageError(name, "is not a regular file (a directory?); point at an image file")
+    if os.path.getsize(name) == 0:
+        raise ImageError(name, "file is empty (0 bytes); re-export or re-download it")
+
+
+def _check_header(name: str, img: ImageFile.ImageFile) -> None:
+    """Refuse from the header alone what must never be decoded or converted."""
+    width, height = img.size
+    if width * height > MAX_PIXELS:
+        raise ImageError(
+            name,
+            f"{width}x{height} is {width * height} pixels, over the limit of "
+            f"{MAX_PIXELS} (decompression-bomb guard); downscale it offline if "
+            f"it really is a stimulus",
+        )
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(
+            name,
+            f"image is too small ({width}x{height}); both sides must be at "
+            f"least {MIN_SIDE} pixels to be judged",
+        )
+    mode = img.mode
+    if mode in _HIGH_DEPTH_MODES or mode.startswith("I;16") or _reads_wide_samples(img):
+        raise ImageError(
+            name,
+            f"high bit depth or floating-point pixels (mode {mode}); the suite "
+            f"will not silently requantise the stimulus to 8 bits: convert it "
+            f"yourself and document how",
+        )
+    if mode in _FOREIGN_COLOUR_MODES:
+        raise ImageError(
+            name,
+            f"colour space {mode} is not RGB; convert to RGB explicitly, because "
+            f"an implicit colour conversion would change what is judged",
+        )
+    if mode not in _ALPHA_MODES and mode not in _PLAIN_MODES:
+        raise ImageError(name, f"unsupported pixel mode {mode}; convert it to 8-bit RGB explicitly")
+
+
+def _reads_wide_samples(img: ImageFile.ImageFile) -> bool:
+    """Spot 16-bit colour files that Pillow would narrow to 8 bits silently."""
+    for tile in img.tile:
+        args = tile.args
+        rawmode = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(rawmode, str) and _WIDE_RAWMODE.match(rawmode):
+            return True
+    return False
+
+
+def _to_rgb(name: str, img: Image.Image) -> Image.Image:
+    """Reduce a decoded image to RGB without changing any visible pixel.
+
+    Alpha is accepted only when it is fully opaque, since otherwise what the
+    viewer saw depended on a background the dataset does not record.
+    """
+    if img.mode in _ALPHA_MODES or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        alpha = np.asarray(rgba.getchannel("A"))
+        see_through = int(np.count_nonzero(alpha != 255))
+        if see_through:
+            raise ImageError(
+                name,
+                f"has transparency ({see_through} of {alpha.size} pixels not "
+                f"fully opaque); what a viewer sees would depend on the "
+                f"background: flatten it onto the background the dataset's "
+                f"raters saw and save as RGB",
+            )
+        return rgba.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def pixel_hash(rgb: NDArray[np.generic]) -> str:
+    """Hex SHA-256 identifying a pixel array independently of its file format.
+
+    Shape and dtype go into the digest so that arrays with the same bytes but
+    a different layout (e.g. 2x6x3 vs 4x3x3) cannot collide.
+    """
+    arr = np.ascontiguousarray(rgb)
+    digest = hashlib.sha256()
+    digest.update(f"iqa_eval.pixels.v1|{arr.dtype.str}|{arr.shape}\n".encode())
+    digest.update(arr.data)
+    return digest.hexdigest()
+
+
+def encode_png(rgb: Pixels) -> bytes:
+    """Losslessly encode an RGB array for transport to a model.
+
+    PNG is used because every multimodal API accepts it and it is lossless.
+    No metadata chunks are written and the compression level is fixed, so the
+    bytes are a function of the pixels alone.
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"encode_png needs an HxWx3 uint8 array, got shape {rgb.shape} dtype {rgb.dtype}")
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    pixels: Pixels
+    stimulus: Stimulus
+
+
+class ImageStore:
+    """Thread-safe per-run memo: each file decoded, hashed and PNG-encoded at most once per run.
+
+    Protocols ask for the same image many times (several prompts, paired
+    comparisons, repeated trials) and from several worker threads; decoding
+    and encoding once keeps the cost proportional to the number of distinct
+    files.  Entries are keyed by the path string as given, so the returned
+    :class:`Stimulus` always carries the caller's own spelling of the path.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._path_locks: dict[str, threading.Lock] = {}
+        self._decoded: dict[str, _Decoded] = {}
+        self._pngs: dict[str, bytes] = {}
+        self._decode_count = 0
+        self._encode_count = 0
+
+    @property
+    def decode_count(self) -> int:
+        """Number of file decodes so far; benchmarks assert it equals the distinct files."""
+        with self._guard:
+            return self._decode_count
+
+    @property
+    def encode_count(self) -> int:
+        """Number of PNG encodes so far; benchmarks assert it equals the distinct files."""
+        with self._guard:
+            return self._encode_count
+
+    def stimulus(self, path: str | os.PathLike[str]) -> Stimulus:
+        """Metadata of ``path``, decoding the file on first use."""
+        return self._get_decoded(os.fspath(path)).stimulus
+
+    def pixels(self, path: str | os.PathLike[str]) -> Pixels:
+        """Read-only decoded pixels of ``path``, shared between callers."""
+        return self._get_decoded(os.fspath(path)).pixels
+
+    def png(self, path: str | os.PathLike[str]) -> bytes:
+        """Transport PNG of ``path``, encoded once however many requests use it."""
+        key = os.fspath(path)
+        cached = self._pngs.get(key)
+        if cached is not None:
+            return cached
+        # Decode before taking the path lock: the decode takes that same
+        # (non-reentrant) lock itself.
+        pixels = self._get_decoded(key).pixels
+        with self._lock_for(key):
+            cached = self._pngs.get(key)
+            if cached is None:
+                cached = encode_png(pixels)
+                with self._guard:
+                    self._encode_count += 1
+                self._pngs[key] = cached
+            return cached
+
+    def _lock_for(self, key: str) -> threading.Lock:
+        # One lock per path: callers for the same file wait for the single
+        # decode, while different files still decode in parallel.
+        with self._guard:
+            return self._path_locks.setdefault(key, threading.Lock())
+
+    def _get_decoded(self, key: str) -> _Decoded:
+        cached = self._decoded.get(key)
+        if cached is not None:
+            return cached
+        with self._lock_for(key):
+            cached = self._decoded.get(key)
+            if cached is None:
+                pixels = load_rgb(key)
+                with self._guard:
+                    self._decode_count += 1
+                height, width = pixels.shape[:2]
+                cached = _Decoded(pixels, Stimulus(key, pixel_hash(pixels), width, height))
+                self._decoded[key] = cached
+            return cached

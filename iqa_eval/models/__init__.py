@@ -1,0 +1,1 @@
+"""Model clients: the classical expert panel, API models, local models and replays."""

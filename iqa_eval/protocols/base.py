@@ -1,0 +1,122 @@
+"""What every psychophysical method shares: plans of queries, and assembling one query.
+
+A plan binds each query to the items it judges, in presentation order, so that parsing and
+aggregation never have to guess which answer belongs to which stimulus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from iqa_eval.metrics import Estimate
+from iqa_eval.prompts import get_template, render
+from iqa_eval.types import (
+    Decoding,
+    Item,
+    Judgement,
+    MetricValue,
+    Prediction,
+    Protocol,
+    Query,
+    QueryImage,
+    Setting,
+    Strategy,
+)
+
+
+@dataclass(frozen=True)
+class Demonstration:
+    """The in-context example: its items in presentation order and the true label it carries."""
+
+    items: tuple[Item, ...]
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class PlannedQuery:
+    query: Query
+    item_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    setting: Setting
+    protocol: Protocol
+    strategy: Strategy
+    items: tuple[Item, ...]
+    queries: tuple[PlannedQuery, ...]
+    local: bool
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    metrics: Mapping[str, MetricValue]
+    primary_metric: str
+    predictions: tuple[Prediction, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def build_query(
+    setting: Setting,
+    protocol: Protocol,
+    strategy: Strategy,
+    judged: Sequence[Item],
+    demo: Demonstration | None,
+    decoding: Decoding,
+) -> Query:
+    """One query: demonstration images first, then the reference (FR), then the judged images.
+
+    In FR the reference shown is the first judged item's: the items of one query share a
+    comparability group, and for misaligned references the anchor's is the one presented.
+    """
+    template = get_template(setting, protocol, strategy)
+    images: list[QueryImage] = []
+    if strategy == "icl":
+        if demo is None:
+            raise ValueError(f"{template.id} needs an in-context demonstration")
+        images.extend(_stimuli(setting, demo.items, "demo_reference", "demo"))
+    images.extend(_stimuli(setting, judged, "reference", "image"))
+    label = demo.label if strategy == "icl" and demo is not None else None
+    return Query(
+        setting=setting,
+        protocol=protocol,
+        strategy=strategy,
+        template_id=template.id,
+        template_hash=template.hash,
+        text=render(template, label),
+        images=tuple(images),
+        decoding=decoding,
+    )
+
+
+def _stimuli(setting: Setting, items: Sequence[Item], ref_role: str, img_role: str) -> list[QueryImage]:
+    out: list[QueryImage] = []
+    if setting == "fr":
+        reference = items[0].reference
+        if reference is None:
+            raise ValueError(f"item {items[0].id} has no reference but the setting is full-reference")
+        out.append(QueryImage(ref_role, reference))  # type: ignore[arg-type]
+    out.extend(QueryImage(img_role, item.image) for item in items)  # type: ignore[arg-type]
+    return out
+
+
+def metric_value(estimate: Estimate) -> MetricValue:
+    """Convert a metrics.Estimate into the report's MetricValue, turning nan into None."""
+
+    def clean(x: float) -> float | None:
+        return None if x != x else float(x)
+
+    return MetricValue(
+        value=clean(estimate.value),
+        low=clean(estimate.low),
+        high=clean(estimate.high),
+        n=estimate.n,
+        aggregation=estimate.aggregation,
+        note=estimate.note,
+    )
+
+
+def judgements_for(plan: Plan, answers: Mapping[str, Judgement]) -> list[tuple[PlannedQuery, Judgement]]:
+    return [(pq, answers[pq.query.key]) for pq in plan.queries]

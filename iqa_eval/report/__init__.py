@@ -1,0 +1,1 @@
+"""Reports: the JSON contract, the HTML page, and run metadata."""

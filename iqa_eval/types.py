@@ -1,0 +1,238 @@
+"""The nouns of the suite, as frozen dataclasses shared by every layer.
+
+They are frozen so that a query can be hashed into a cache key and passed between threads
+without anyone mutating it half-way, and so that a result cannot drift after it was asserted.
+Nothing here imports from the rest of the package: every other module imports from here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Literal, get_args
+
+Setting = Literal["fr", "nr"]
+Attribute = Literal["structure", "texture", "color", "geometry"]
+Protocol = Literal["ss", "ds", "ms"]
+Strategy = Literal["standard", "icl", "cot"]
+Outcome = Literal["passed", "failed", "error", "skipped"]
+
+SETTINGS: tuple[Setting, ...] = get_args(Setting)
+ATTRIBUTES: tuple[Attribute, ...] = get_args(Attribute)
+PROTOCOLS: tuple[Protocol, ...] = get_args(Protocol)
+STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
+
+MetaValue = str | int | float
+
+
+@dataclass(frozen=True)
+class Stimulus:
+    """An image file together with the hash of its decoded pixels.
+
+    The hash, not the path, identifies the stimulus: two files with the same pixels are the
+    same stimulus for the cache, and a file edited in place is a new one.
+    """
+
+    path: str
+    sha256: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Item:
+    """One stimulus with its human (or constructed) ground truth.
+
+    ``score`` is stored as published; ``quality`` turns it into the higher-is-better direction
+    explicitly, so a difference scale (ΔE, DMOS) is never correlated with the wrong sign.
+    ``group`` names the items whose scores are comparable with each other (a reference, or a
+    content × distortion-type ladder): local-mean metrics and pair schedules respect it.
+    """
+
+    id: str
+    dataset: str
+    setting: Setting
+    attribute: Attribute
+    image: Stimulus
+    score: float
+    higher_is_better: bool
+    group: str
+    reference: Stimulus | None = None
+    std: float | None = None
+    meta: tuple[tuple[str, MetaValue], ...] = ()
+
+    @property
+    def quality(self) -> float:
+        return self.score if self.higher_is_better else -self.score
+
+    def meta_dict(self) -> dict[str, MetaValue]:
+        return dict(self.meta)
+
+
+ImageRole = Literal["reference", "image", "demo_reference", "demo"]
+
+
+@dataclass(frozen=True)
+class QueryImage:
+    role: ImageRole
+    stimulus: Stimulus
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Decoding settings that change what a model may answer, hence part of the cache key."""
+
+    temperature: float = 0.0
+    max_tokens: int = 512
+    seed: int | None = None
+
+    @property
+    def deterministic(self) -> bool:
+        return self.temperature == 0.0 or self.seed is not None
+
+
+@dataclass(frozen=True)
+class Query:
+    """One request to a model: the rendered prompt and the images in presentation order.
+
+    ``key`` covers everything that can change the answer except the model, which the cache adds:
+    the template hash, the exact text, the pixel hashes with their roles and order, and decoding.
+    Paths are left out on purpose, so a dataset moved to another folder still hits the cache.
+    """
+
+    setting: Setting
+    protocol: Protocol
+    strategy: Strategy
+    template_id: str
+    template_hash: str
+    text: str
+    images: tuple[QueryImage, ...]
+    decoding: Decoding = field(default_factory=Decoding)
+
+    @cached_property
+    def key(self) -> str:
+        payload = {
+            "template": self.template_hash,
+            "text": self.text,
+            "images": [[im.role, im.stimulus.sha256] for im in self.images],
+            "decoding": [self.decoding.temperature, self.decoding.max_tokens, self.decoding.seed],
+        }
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a model returned for one query, or why it returned nothing.
+
+    ``error`` is a short reason code (``api_error``, ``timeout``, ``budget``, ``not_recorded`` ...)
+    and ``detail`` the human explanation; an answer with an error has no text and is never cached.
+    """
+
+    text: str | None
+    error: str | None = None
+    detail: str = ""
+    usage: Usage = field(default_factory=Usage)
+    latency_s: float = 0.0
+    cached: bool = False
+    cost_usd: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.text is not None
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A parsed answer, or a failure with its reason: never both, never a stand-in value."""
+
+    values: tuple[float, ...] | None
+    failure: str | None = None
+    description: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None and self.values is not None
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """The unit a test asserts on: model × dataset × setting × attribute × protocol × strategy × subset."""
+
+    model: str
+    dataset: str
+    setting: Setting
+    attribute: Attribute
+    protocol: Protocol
+    strategy: Strategy
+    subset: str
+
+    @property
+    def id(self) -> str:
+        return "/".join(
+            [
+                self.model,
+                self.dataset,
+                f"{self.setting}_{self.attribute}",
+                self.protocol,
+                self.strategy,
+                self.subset,
+            ]
+        )
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    value: float | None
+    low: float | None
+    high: float | None
+    n: int
+    aggregation: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One item's ground truth next to what the model's judgements made of it (for plots)."""
+
+    item_id: str
+    truth: float
+    predicted: float
+    group: str
+
+
+@dataclass(frozen=True)
+class Example:
+    """One answer kept for the report, so a reader can see what the model actually said."""
+
+    query_key: str
+    item_ids: tuple[str, ...]
+    text: str
+    failure: str | None
+
+
+@dataclass(frozen=True)
+class CellResult:
+    spec: CellSpec
+    n_items: int
+    n_queries: int
+    n_failed: Mapping[str, int]
+    metrics: Mapping[str, MetricValue]
+    primary_metric: str
+    predictions: tuple[Prediction, ...] = ()
+    examples: tuple[Example, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def coverage(self) -> float:
+        failed = sum(self.n_failed.values())
+        return 1.0 - failed / self.n_queries if self.n_queries else 0.0

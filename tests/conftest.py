@@ -1,0 +1,43 @@
+"""Shared fixtures of the project's own tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from iqa_eval.datasets.builtin import BuiltinDataset
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache directory per test process: the built-in dataset is generated once in it."""
+    path = tmp_path_factory.getbasetemp() / "iqa-cache"
+    BuiltinDataset(path).cells()
+    return path
+
+
+@pytest.fixture(scope="session")
+def builtin(shared_cache: Path) -> BuiltinDataset:
+    dataset = BuiltinDataset(shared_cache)
+    dataset.items("fr", "structure")  # builds (or verifies) the files once
+    return dataset
+
+
+@pytest.fixture
+def suite_dir(pytester: pytest.Pytester, shared_cache: Path) -> pytest.Pytester:
+    """A pytester directory holding a copy of the suite's test files and gate profile."""
+    for folder in ("test_protocols", "test_attributes", "fixtures/gates"):
+        shutil.copytree(REPO / folder, pytester.path / folder)
+    pytester.makeini("[pytest]\ntestpaths = test_protocols test_attributes\n")
+    return pytester

@@ -1,0 +1,54 @@
+"""The response cache: only successful answers, keyed by model fingerprint, shared across processes."""
+
+import multiprocessing
+
+import pytest
+
+from iqa_eval.cache import ResponseCache
+from iqa_eval.types import Answer, Usage
+
+
+def test_round_trip_and_model_isolation(tmp_path):
+    cache = ResponseCache(tmp_path)
+    cache.put("m1", "k1", Answer("Score: 5", usage=Usage(10, 2), latency_s=0.5, cost_usd=0.01))
+    got = cache.get_many("m1", ["k1", "k2"])
+    assert list(got) == ["k1"]
+    assert got["k1"].text == "Score: 5" and got["k1"].cached and got["k1"].usage == Usage(10, 2)
+    assert cache.get_many("m2", ["k1"]) == {}
+
+
+def test_errors_are_never_cached(tmp_path):
+    cache = ResponseCache(tmp_path)
+    with pytest.raises(ValueError, match="only successful"):
+        cache.put("m", "k", Answer(None, error="rate_limited"))
+    assert cache.count() == 0
+
+
+def test_many_keys_beyond_sqlite_parameter_limit(tmp_path):
+    cache = ResponseCache(tmp_path)
+    for i in range(1200):
+        cache.put("m", f"k{i}", Answer(f"Score: {i % 100}"))
+    assert len(cache.get_many("m", [f"k{i}" for i in range(1500)])) == 1200
+
+
+def _writer(directory, worker, n):
+    cache = ResponseCache(directory)
+    for i in range(n):
+        cache.put("m", f"{worker}-{i}", Answer("Score: 1"))
+        cache.put("m", f"shared-{i}", Answer("Score: 2"))
+    cache.close()
+
+
+def test_concurrent_processes_lose_nothing(tmp_path):
+    procs = [
+        multiprocessing.get_context("spawn").Process(target=_writer, args=(tmp_path, w, 300))
+        for w in range(3)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    cache = ResponseCache(tmp_path)
+    assert cache.count() == 3 * 300 + 300
+    assert cache.integrity_ok()
