@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from iqa_eval.models.base import ModelOptions
+from iqa_eval.types import Decoding
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
@@ -36,7 +39,8 @@ class RunConfig:
     concurrency: int = 8
     seed: int = 0
     progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
+    decoding: Decoding = field(default_factory=Decoding)
+    model_options: ModelOptions = field(default_factory=ModelOptions)
 
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else self.root / path
@@ -52,6 +56,13 @@ OPTIONS: dict[str, tuple[type, Any, str]] = {
     "no_cache": (bool, False, "do not read or write cached answers"),
     "concurrency": (int, 8, "maximum concurrent requests per model"),
     "seed": (int, 0, "seed of every random choice (pairing, order swaps, bootstrap)"),
+    "base_url": (list, [], "OpenAI-compatible server URL (repeatable: requests are spread over them)"),
+    "image_detail": (str, "high", "image detail setting sent to API models (low, high, auto)"),
+    "max_tokens": (int, 512, "maximum tokens per answer"),
+    "temperature": (float, 0.0, "sampling temperature (answers are cached only at 0 or with a seed)"),
+    "timeout": (float, 120.0, "seconds before a request counts as timed out (and is retried)"),
+    "device": (str, "cpu", "torch device of local (hf:) models"),
+    "dtype": (str, "float32", "torch dtype of local (hf:) models"),
 }
 
 
@@ -98,6 +109,10 @@ def build(root: Path, values: dict[str, Any]) -> RunConfig:
     gates = values["gates"]
     if gates is None and (root / DEFAULT_GATES).is_file():
         gates = str(DEFAULT_GATES)
+    if values["max_tokens"] < 1:
+        raise ConfigError(f"max_tokens must be at least 1, got {values['max_tokens']}")
+    if values["image_detail"] not in ("low", "high", "auto"):
+        raise ConfigError(f"image_detail must be low, high or auto, got {values['image_detail']!r}")
     config = RunConfig(
         root=root,
         models=models,
@@ -107,5 +122,13 @@ def build(root: Path, values: dict[str, Any]) -> RunConfig:
         use_cache=not values["no_cache"],
         concurrency=concurrency,
         seed=values["seed"],
+        decoding=Decoding(temperature=values["temperature"], max_tokens=values["max_tokens"]),
+        model_options=ModelOptions(
+            base_urls=tuple(values["base_url"]),
+            image_detail=values["image_detail"],
+            timeout_s=values["timeout"],
+            device=values["device"],
+            dtype=values["dtype"],
+        ),
     )
     return config

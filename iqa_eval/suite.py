@@ -58,7 +58,7 @@ class Suite:
         self.config = config
         self.model_factory = model_factory
         self.store = ImageStore()
-        self.planner = Planner(seed=config.seed)
+        self.planner = Planner(seed=config.seed, decoding=config.decoding)
         self._answers: dict[str, dict[str, Answer]] = {}
         self._plans: dict[str, Plan] = {}
         self._results: dict[str, CellResult] = {}
@@ -75,7 +75,9 @@ class Suite:
         clients = {}
         for spec in self.config.models:
             custom = self.model_factory(spec, self.store) if self.model_factory else None
-            clients[spec] = custom if custom is not None else make_client(spec, self.store)
+            clients[spec] = (
+                custom if custom is not None else make_client(spec, self.store, self.config.model_options)
+            )
         return clients
 
     @cached_property

@@ -43,6 +43,17 @@ class Capabilities:
     settings: tuple[Setting, ...] = SETTINGS
 
 
+@dataclass(frozen=True)
+class ModelOptions:
+    """Run-wide settings for clients; each kind of client reads the ones it understands."""
+
+    base_urls: tuple[str, ...] = ()
+    image_detail: str = "high"
+    timeout_s: float = 120.0
+    device: str = "cpu"
+    dtype: str = "float32"
+
+
 class ModelClient(abc.ABC):
     """A model the suite can query.
 

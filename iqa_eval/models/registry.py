@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from iqa_eval.images import ImageStore
-from iqa_eval.models.base import ModelClient
+from iqa_eval.models.base import ModelClient, ModelOptions
 
 SPEC_FORMS = ("expert", "expert:<metric>")
 
@@ -12,7 +12,8 @@ class ModelSpecError(ValueError):
     """A model spec that names no known kind of model."""
 
 
-def make_client(spec: str, store: ImageStore) -> ModelClient:
+def make_client(spec: str, store: ImageStore, options: ModelOptions | None = None) -> ModelClient:
+    del options  # read by the API and local-model clients
     kind = spec.partition(":")[0]
     if kind == "expert":
         from iqa_eval.experts.panel import make_expert

@@ -86,36 +86,37 @@ FORMATS: dict[tuple[Setting, Protocol], str] = {
     ),
 }
 
-# What the single in-context demonstration shows and what its true answer is.
+# What the single in-context demonstration shows and what its true answer is. The images to
+# judge follow the example, and the task below numbers them from the first image after it.
 DEMOS: dict[tuple[Setting, Protocol], str] = {
-    ("nr", "ss"): (
-        "The first image is a worked example whose quality score is {demo_label}. Use it to "
-        "calibrate your scale, then judge the second image."
-    ),
+    ("nr", "ss"): "The first image is a worked example whose quality score is {demo_label}.",
     ("fr", "ss"): (
-        "The first two images are a worked example: a reference and a distorted version whose "
-        "score is {demo_label}. Use it to calibrate your scale, then judge the next pair "
-        "(reference first)."
+        "The first two images are a worked example: a reference and a distorted version of it "
+        "whose score is {demo_label}."
     ),
     ("nr", "ds"): (
         "The first two images are a worked example whose correct answer is Score: 1 (the first "
-        "of them is better). Then compare the next two images."
+        "of them has the better quality)."
     ),
     ("fr", "ds"): (
         "The first three images are a worked example (a reference and two distorted versions) "
         "whose correct answer is Score: 1 (the first distorted version is closer to the "
-        "reference). Then judge the next three images the same way."
+        "reference)."
     ),
     ("nr", "ms"): (
         "The first four images are a worked example, shown from worst to best, so their correct "
-        "answer is Score: 0, 1, 2, 3. Then rank the next four images."
+        "answer is Score: 0, 1, 2, 3."
     ),
     ("fr", "ms"): (
         "The first five images are a worked example (a reference, then four distorted versions "
-        "shown from furthest to closest), so their correct answer is Score: 0, 1, 2, 3. Then "
-        "rank the next four distorted images against their reference."
+        "shown from furthest to closest), so their correct answer is Score: 0, 1, 2, 3."
     ),
 }
+
+DEMO_HANDOVER = (
+    "Use it to calibrate your judgement. The images to judge follow the example; from here on, "
+    "'the first image' means the first image after the example, and so on."
+)
 
 COT_INSTRUCTION = (
     "First describe, in a few sentences, the quality of what you are judging along the aspects "
@@ -146,7 +147,7 @@ def _compose(setting: Setting, protocol: Protocol, strategy: Strategy) -> str:
     key = (setting, protocol)
     parts = [ROLE]
     if strategy == "icl":
-        parts.append(DEMOS[key])
+        parts.append(f"{DEMOS[key]} {DEMO_HANDOVER}")
     parts.append(TASKS[key].format(aspects=ASPECTS))
     answer_format = FORMATS[key]
     if strategy == "cot":
