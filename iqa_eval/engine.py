@@ -1,10 +1,12 @@
 """Executes queries once: deduplicate, read the cache, dispatch the rest concurrently.
 
 A run costs ``unique queries × latency / concurrency`` rather than the sum over tests. Transient
-failures are retried with exponential backoff and jitter (a server's ``retry-after`` wins); a
-rate limit halves the concurrency, which then grows back by one per window of successes. A
-permanent failure (bad key, unknown model) stops the run with one message, after the answers
-already received are safely in the cache.
+failures are retried with exponential backoff and jitter (a server's ``retry-after`` wins, and
+holds back every request, since a rate limit applies to the account, not to one query); a rate
+limit halves the concurrency, which then grows back by one per window of successes. A permanent
+failure (bad key, unknown model) stops the run with one message, after the answers already
+received are safely in the cache. A budget stops sending once the spend reaches it: what was not
+sent is a ``budget`` failure, never a score.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
@@ -39,6 +41,7 @@ class EngineStats:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     wall_s: float = 0.0
+    budget_exhausted: bool = False
     failures: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: EngineStats) -> None:
@@ -56,6 +59,7 @@ class EngineStats:
             "wall_s",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.budget_exhausted = self.budget_exhausted or other.budget_exhausted
         for reason, n in other.failures.items():
             self.failures[reason] = self.failures.get(reason, 0) + n
 
@@ -77,6 +81,12 @@ class AdaptiveLimit:
 
     Waiters are woken one per freed slot, never all at once: with thousands of queued
     queries a broadcast would cost a wake-up per waiter per completion.
+
+    A burst of 429s answers requests that were all sent under the same limit, so only the first
+    of them halves it: each slot carries the epoch it was taken in, and a rate limit from an
+    epoch before the last cut is already accounted for (without this, 64 requests rejected
+    together would cut 64 to 1). A server's ``retry-after`` also pauses every new request
+    until it has passed.
     """
 
     def __init__(self, maximum: int) -> None:
@@ -84,19 +94,33 @@ class AdaptiveLimit:
         self.limit = self.maximum
         self._active = 0
         self._successes = 0
+        self._epoch = 0
+        self._resume_at = 0.0
         self._cond = asyncio.Condition()
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> int:
+        """Take a slot; returns the epoch to hand back to :meth:`release`."""
         async with self._cond:
             while self._active >= self.limit:
                 await self._cond.wait()
             self._active += 1
+            epoch = self._epoch
+        pause = self._resume_at - time.monotonic()
+        if pause > 0:
+            await asyncio.sleep(pause)  # holding the slot: nothing should be sent meanwhile
+        return epoch
 
-    async def release(self, rate_limited: bool) -> None:
+    def hold_off(self, seconds: float) -> None:
+        """Send nothing new for ``seconds`` (a server's retry-after)."""
+        self._resume_at = max(self._resume_at, time.monotonic() + max(seconds, 0.0))
+
+    async def release(self, rate_limited: bool, epoch: int | None = None) -> None:
         async with self._cond:
             self._active -= 1
             if rate_limited:
-                self.limit = max(1, self.limit // 2)
+                if epoch is None or epoch == self._epoch:
+                    self.limit = max(1, self.limit // 2)
+                    self._epoch += 1
                 self._successes = 0
             else:
                 self._successes += 1
@@ -107,6 +131,17 @@ class AdaptiveLimit:
 
 
 class Engine:
+    """Runs queries for model clients; one engine serves a whole run (every stage, every model).
+
+    :meth:`run` keeps one event loop for the engine's lifetime instead of a fresh one per call,
+    so API clients keep their pooled connections from one stage to the next; :meth:`close`
+    releases it.
+
+    ``budget_usd`` covers every run of the engine. Requests already in flight when the spend
+    reaches it still land, so the spend can pass it by what ``concurrency`` requests cost; a
+    model without a known price reports no spend, and no budget can stop it.
+    """
+
     def __init__(
         self,
         cache: ResponseCache | None,
@@ -114,17 +149,46 @@ class Engine:
         retry: RetryPolicy | None = None,
         progress: bool = True,
         seed: int = 0,
+        budget_usd: float | None = None,
     ) -> None:
         self.cache = cache
         self.concurrency = concurrency
         self.retry = retry or RetryPolicy()
         self.progress = progress
+        self.budget_usd = budget_usd
         self._rng = random.Random(seed)  # jitter only: it never changes what is asked
+        self._spent = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.stats = EngineStats()
+
+    @property
+    def spent_usd(self) -> float:
+        """Spend of every request this engine sent, failed ones included (they are billed too)."""
+        return self._spent
 
     def run(self, client: ModelClient, queries: Sequence[Query]) -> dict[str, Answer]:
         """Answers by query key for every query; failures are answers with an error."""
-        return asyncio.run(self.run_async(client, queries))
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(self.run_async(client, queries))
+
+    def close(self, clients: Iterable[ModelClient] = ()) -> None:
+        """Release the clients' connections on the loop that opened them, then stop that loop."""
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        try:
+            for client in clients:
+                loop.run_until_complete(client.aclose())
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
 
     async def run_async(self, client: ModelClient, queries: Sequence[Query]) -> dict[str, Answer]:
         start = time.perf_counter()
@@ -137,11 +201,16 @@ class Engine:
         stats.cached = len(answers)
         todo = [q for q in unique if q.key not in answers]
         stats.dispatched = len(todo)
-        if todo:
-            await self._dispatch(client, todo, answers, stats)
-        stats.wall_s = time.perf_counter() - start
-        self.stats.add(stats)
+        try:
+            if todo:
+                await self._dispatch(client, todo, answers, stats)
+        finally:
+            stats.wall_s = time.perf_counter() - start
+            self.stats.add(stats)
         return answers
+
+    def _over_budget(self) -> bool:
+        return self.budget_usd is not None and self._spent >= self.budget_usd
 
     async def _dispatch(
         self, client: ModelClient, todo: Sequence[Query], answers: dict[str, Answer], stats: EngineStats
@@ -160,10 +229,11 @@ class Engine:
         async def one(query: Query) -> None:
             answer = await self._ask(client, query, limit, stats, abort)
             answers[query.key] = answer
+            stats.prompt_tokens += answer.usage.prompt_tokens
+            stats.completion_tokens += answer.usage.completion_tokens
+            stats.cost_usd += answer.cost_usd
+            self._spent += answer.cost_usd
             if answer.ok:
-                stats.prompt_tokens += answer.usage.prompt_tokens
-                stats.completion_tokens += answer.usage.completion_tokens
-                stats.cost_usd += answer.cost_usd
                 if self.cache is not None and client.cacheable and query.decoding.deterministic:
                     self.cache.put(client.fingerprint, query.key, answer)
             else:
@@ -171,7 +241,12 @@ class Engine:
                 reason = answer.error or "unknown"
                 stats.failures[reason] = stats.failures.get(reason, 0) + 1
             bar.update(1)
-            bar.set_postfix(failed=stats.failed, refresh=False)
+            postfix = f"failed={stats.failed}"
+            if self._spent > 0 or self.budget_usd is not None:
+                postfix += f" spend=${self._spent:.4f}"
+                if self.budget_usd is not None:
+                    postfix += f"/${self.budget_usd:.2f}"
+            bar.set_postfix_str(postfix, refresh=False)
 
         try:
             tasks = [asyncio.create_task(one(q)) for q in todo]
@@ -179,14 +254,23 @@ class Engine:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            for task in done:
-                if task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
         finally:
             bar.close()
         if abort:
             err = abort[0]
             raise RunAborted(f"{client.spec}: {err.reason}: {err.detail}".rstrip(": "))
+        for task in done:
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                raise error
+
+    def _budget_answer(self, stats: EngineStats) -> Answer:
+        stats.budget_exhausted = True
+        return Answer(
+            None,
+            error="budget",
+            detail=f"not sent: the spend ${self._spent:.4f} reached the budget of ${self.budget_usd:.4f}",
+        )
 
     async def _ask(
         self,
@@ -198,21 +282,28 @@ class Engine:
     ) -> Answer:
         last: TransientModelError | None = None
         for attempt in range(self.retry.max_attempts):
-            if abort:
-                raise asyncio.CancelledError
-            await limit.acquire()
+            if self._over_budget():
+                return self._budget_answer(stats)
+            epoch = await limit.acquire()
             rate_limited = False
             try:
+                if abort:
+                    raise asyncio.CancelledError
+                # Checked again after the wait for a slot: answers that arrived meanwhile spent money.
+                if self._over_budget():
+                    return self._budget_answer(stats)
                 return await client.answer(query)
             except TransientModelError as err:
                 last = err
                 rate_limited = err.reason == "rate_limited"
                 stats.rate_limited += rate_limited
+                if err.retry_after is not None:
+                    limit.hold_off(min(err.retry_after, self.retry.max_delay_s))
             except PermanentModelError as err:
                 abort.append(err)
-                raise RunAborted(str(err)) from None
+                raise
             finally:
-                await limit.release(rate_limited)
+                await limit.release(rate_limited, epoch)
             if attempt + 1 < self.retry.max_attempts:
                 stats.retries += 1
                 await asyncio.sleep(self.retry.delay(attempt, last.retry_after, self._rng))

@@ -1,6 +1,8 @@
-"""The engine: dedupe, cache, bounded concurrency, retries, and stopping on permanent errors."""
+"""The engine: dedupe, cache, bounded concurrency, retries, rate limits, budget, and stopping on permanent
+errors."""
 
 import asyncio
+import time
 
 import pytest
 
@@ -111,3 +113,113 @@ def test_retry_after_wins_over_backoff():
     assert policy.delay(3, 2.5, random.Random(0)) == 2.5
     assert policy.delay(0, None, random.Random(0)) <= 1.5
     assert policy.delay(10, None, random.Random(0)) <= 30
+
+
+class Billed(ModelClient):
+    """Answers everything at a fixed price per answer."""
+
+    def __init__(self, price):
+        self.spec = self.fingerprint = "billed"
+        self.price, self.calls = price, 0
+
+    async def answer(self, q):
+        self.calls += 1
+        return Answer("Score: 1", cost_usd=self.price)
+
+
+def test_a_budget_stops_sending_and_the_rest_are_budget_failures(tmp_path):
+    cache = ResponseCache(tmp_path)
+    client = Billed(price=0.01)
+    engine = Engine(cache, concurrency=1, progress=False, budget_usd=0.025)
+    answers = engine.run(client, [query(i) for i in range(10)])
+    assert client.calls == 3  # 0.00, 0.01, 0.02 are under the budget; 0.03 reaches it
+    failed = [a for a in answers.values() if not a.ok]
+    assert len(failed) == 7 and {a.error for a in failed} == {"budget"}
+    assert "reached the budget of $0.0250" in failed[0].detail
+    assert cache.count() == 3  # budget failures are never cached
+    assert engine.stats.budget_exhausted and engine.stats.failures == {"budget": 7}
+    assert engine.spent_usd == pytest.approx(0.03) and engine.stats.cost_usd == pytest.approx(0.03)
+    # The budget holds for the whole engine: a later run sends nothing at all.
+    assert all(a.error == "budget" for a in engine.run(client, [query(i) for i in range(10, 15)]).values())
+    assert client.calls == 3
+
+
+def test_a_zero_budget_sends_nothing_and_no_budget_sends_everything():
+    client = Billed(price=1.0)
+    Engine(None, progress=False, budget_usd=0.0).run(client, [query(i) for i in range(5)])
+    assert client.calls == 0
+    engine = Engine(None, progress=False)
+    engine.run(client, [query(i) for i in range(5)])
+    assert client.calls == 5 and not engine.stats.budget_exhausted
+
+
+def test_a_burst_of_rate_limits_from_one_window_halves_the_limit_once():
+    async def scenario():
+        limit = AdaptiveLimit(8)
+        epochs = [await limit.acquire() for _ in range(8)]
+        for epoch in epochs:  # all eight were sent under the same limit
+            await limit.release(rate_limited=True, epoch=epoch)
+        assert limit.limit == 4
+        epoch = await limit.acquire()  # sent after the cut: its rate limit is news
+        await limit.release(rate_limited=True, epoch=epoch)
+        assert limit.limit == 2
+
+    asyncio.run(scenario())
+
+
+class RateLimitedOnce(ModelClient):
+    """The first call gets a 429 with retry-after; records when every call started."""
+
+    def __init__(self, retry_after):
+        self.spec = self.fingerprint = "limited"
+        self.retry_after, self.starts, self.limited_at = retry_after, [], None
+
+    async def answer(self, q):
+        now = time.monotonic()
+        self.starts.append(now)
+        if self.limited_at is None:
+            self.limited_at = now
+            raise TransientModelError("rate_limited", "429", retry_after=self.retry_after)
+        return Answer("Score: 1")
+
+
+def test_retry_after_holds_back_every_request_not_only_the_limited_one():
+    client = RateLimitedOnce(retry_after=0.2)
+    engine = Engine(None, concurrency=1, retry=RetryPolicy(max_delay_s=1.0), progress=False)
+    answers = engine.run(client, [query(i) for i in range(4)])
+    assert all(a.ok for a in answers.values()) and engine.stats.rate_limited == 1
+    later = [t for t in client.starts if t > client.limited_at]
+    assert len(later) == 4 and min(later) >= client.limited_at + 0.2
+
+
+def test_the_abort_message_names_the_model_and_the_reason():
+    client = Scripted(permanent_at=0)
+    with pytest.raises(RunAborted) as caught:
+        Engine(None, progress=False).run(client, [query(0)])
+    assert str(caught.value) == "scripted: auth: invalid API key"
+
+
+class LoopSpy(ModelClient):
+    def __init__(self):
+        self.spec = self.fingerprint = "spy"
+        self.loops, self.closed_on = set(), None
+
+    async def answer(self, q):
+        self.loops.add(id(asyncio.get_running_loop()))
+        return Answer("Score: 1")
+
+    async def aclose(self):
+        self.closed_on = id(asyncio.get_running_loop())
+
+
+def test_one_engine_keeps_one_loop_across_runs_and_closes_clients_on_it():
+    client = LoopSpy()
+    engine = Engine(None, progress=False)
+    engine.run(client, [query(1)])
+    engine.run(client, [query(2)])
+    assert len(client.loops) == 1  # pooled connections of API clients survive from stage to stage
+    engine.close([client])
+    assert client.closed_on in client.loops
+    engine.run(client, [query(3)])  # a closed engine starts a new loop when used again
+    assert len(client.loops) == 2
+    engine.close()

@@ -1,0 +1,132 @@
+"""``replay:<file>``: answers recorded by an earlier run, served again without the model.
+
+A replay file is JSON Lines, one ``{"model": <fingerprint>, "key": <query key>, "text": ...}``
+per answer, as :func:`export_replay` writes it from a response cache. Replaying lets anyone
+re-derive a run's numbers (new metrics, new gates, a fixed parser) without the model, its key or
+its cost. A query the file does not hold is a ``not_recorded`` failure, never a guess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from iqa_eval.cache import ResponseCache
+from iqa_eval.models.base import Capabilities, ModelClient
+from iqa_eval.types import Answer, Query
+
+FIELDS = ("model", "key", "text")
+
+
+class ReplayError(ValueError):
+    """A replay file or spec that cannot be used; the message names the file (and line)."""
+
+
+def parse_spec(spec: str) -> tuple[Path, str | None]:
+    """``replay:<file>`` or ``replay:<file>#<fingerprint>`` to (file, fingerprint or None).
+
+    A path that exists as given wins over splitting at ``#``, so a file name holding ``#``
+    still works.
+    """
+    kind, _, rest = spec.partition(":")
+    if kind != "replay" or not rest:
+        raise ReplayError("use replay:<file> or replay:<file>#<fingerprint>")
+    if Path(rest).is_file() or "#" not in rest:
+        return Path(rest), None
+    path, _, fingerprint = rest.rpartition("#")
+    return Path(path), fingerprint or None
+
+
+def load_replay(path: Path) -> dict[str, dict[str, str]]:
+    """Recorded texts by fingerprint, then by query key."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise ReplayError(f"{path}: replay file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ReplayError(f"{path}: cannot read the replay file: {err}") from None
+    recorded: dict[str, dict[str, str]] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ReplayError(f"{path}:{number}: not JSON: {err.msg}") from None
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in FIELDS):
+            raise ReplayError(f'{path}:{number}: expected {{"model": str, "key": str, "text": str}}')
+        texts = recorded.setdefault(row["model"], {})
+        if texts.get(row["key"], row["text"]) != row["text"]:
+            raise ReplayError(f"{path}:{number}: a second, different answer of {row['model']} to one query")
+        texts[row["key"]] = row["text"]
+    if not recorded:
+        raise ReplayError(f"{path}: the replay file holds no answers")
+    return recorded
+
+
+class ReplayModel(ModelClient):
+    """Serves one fingerprint's recorded answers.
+
+    Not cacheable: the file is already a cache, and copying it into the response cache would
+    only let a stale copy outlive an edited file. The fingerprint names the recorded model and
+    the file's content hash, so reports show both where the answers came from and which version
+    of the file was replayed.
+    """
+
+    def __init__(self, spec: str) -> None:
+        path, wanted = parse_spec(spec)
+        recorded = load_replay(path)
+        if wanted is None:
+            if len(recorded) > 1:
+                raise ReplayError(
+                    f"{path} holds answers of several models; pick one with replay:{path}#<fingerprint>, "
+                    f"one of: {', '.join(sorted(recorded))}"
+                )
+            (wanted,) = recorded
+        elif wanted not in recorded:
+            raise ReplayError(f"{path} holds no answers of {wanted!r}; it has: {', '.join(sorted(recorded))}")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        self.spec = spec
+        self.path = path
+        self.recorded_fingerprint = wanted
+        self.fingerprint = f"replay:{wanted}@{digest}"
+        self.capabilities = Capabilities(max_images=None)
+        self.cacheable = False
+        self._texts = recorded[wanted]
+
+    async def answer(self, query: Query) -> Answer:
+        text = self._texts.get(query.key)
+        if text is None:
+            return Answer(
+                None,
+                error="not_recorded",
+                detail=f"{self.path} has no answer of {self.recorded_fingerprint} to query {query.key[:16]}",
+            )
+        return Answer(text)
+
+
+def export_replay(cache: ResponseCache, path: str | Path, model: str | None = None) -> int:
+    """Write the cache's answers (of one fingerprint, or all) as a replay file; returns the count.
+
+    The file is written next to its destination and renamed into place, so a reader never sees
+    half of it.
+    """
+    path = Path(path)
+    rows = list(cache.entries(model))
+    if not rows:
+        which = f" of {model!r}" if model else ""
+        raise ReplayError(f"{cache.path}: the cache holds no answers{which} to export")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for fingerprint, key, text in rows:
+                handle.write(json.dumps({"model": fingerprint, "key": key, "text": text}) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(rows)

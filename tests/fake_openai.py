@@ -1,0 +1,455 @@
+"""A fault-injecting OpenAI-compatible server: real HTTP on 127.0.0.1, for tests and benchmarks.
+
+It is an asyncio server (HTTP/1.1 with keep-alive) in a daemon thread rather than the stdlib
+``ThreadingHTTPServer``: 64 concurrent keep-alive connections cost coroutines instead of
+threads, and a coroutine can stall past the client's timeout or drop a connection as cheaply as
+it can answer. In the throughput benchmark it uses about 15% of a core at 64 requests in
+flight, so the numbers measure the engine and the SDK, not the server.
+
+Faults are drawn per request body and attempt (a seeded hash of both), not from one stream of
+random numbers in arrival order: which query meets which fault is then the same under any
+concurrency and any timing, so a faulty run is exactly reproducible. ``max_faults_per_request``
+bounds the faults one query can meet, so every query succeeds within the engine's attempts.
+
+Answers come from a pluggable ``responder(request_json) -> str``. :class:`ExpertResponder` is
+a classical expert behind HTTP: it decodes the PNG data URLs, recognises the prompting system
+from the prompt text (it must be one of the suite's templates), restores the image roles from
+their order, and answers exactly as ``ExpertModel`` would. That gives an accurate model whose
+answers are a pure function of the pixels it was sent (so a faulty run must reproduce a clean
+one exactly), and with ``reverse=True`` a model known to rank backwards. It defaults to
+``expert:psnr``: on the built-in FR structure ladders PSNR ranks perfectly (SRCC 1.0), like the
+full panel, but measures a pair in about 10 ms instead of 155 ms, which keeps the end-to-end
+tests fast.
+
+Run as a script (``python tests/fake_openai.py --latency 0.1``) it prints its base URL and
+serves until its standard input closes; the benchmark uses that to keep the server out of the
+engine's process (and its GIL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
+import itertools
+import json
+import random
+import re
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import httpcore2  # noqa: F401  (see below)
+import openai  # noqa: F401
+import pytest
+
+from iqa_eval.experts.panel import JUDGED_PER_PROTOCOL, make_expert
+from iqa_eval.images import ImageStore
+from iqa_eval.prompts import Template, get_template
+from iqa_eval.types import PROTOCOLS, SETTINGS, STRATEGIES, ImageRole, Query, QueryImage
+
+# The HTTP stack is imported here, in the test process, on purpose: pytester's in-process runs
+# forget every module first imported inside them, and httpx2 maps httpcore2's exception classes
+# as it first met them, so an httpcore2 imported afresh by a later run would raise exceptions
+# that the map misses (a dropped connection escaped as a raw httpcore2.RemoteProtocolError).
+Responder = Callable[[dict[str, Any]], str]
+
+TRANSIENT_FAULTS = (
+    "rate_limit_retry_after",
+    "rate_limit",
+    "server_500",
+    "server_502",
+    "server_503",
+    "timeout",
+    "drop",
+    "malformed",
+    "no_choices",
+    "empty_content",
+)
+FAULTS = (*TRANSIENT_FAULTS, "refusal")
+REFUSAL = "I'm sorry, but I can't help with that."
+_DATA_URL = re.compile(r"^data:image/png;base64,(.*)$", re.DOTALL)
+
+
+def constant(text: str) -> Responder:
+    """A model that says ``text`` whatever it is asked (``"I like turtles"``: a nonsense model)."""
+    return lambda request: text
+
+
+def message_parts(request: dict[str, Any]) -> list[dict[str, Any]]:
+    content = request["messages"][-1]["content"]
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+
+
+def prompt_text(request: dict[str, Any]) -> str:
+    return "".join(p["text"] for p in message_parts(request) if p.get("type") == "text")
+
+
+def images_of(request: dict[str, Any]) -> list[bytes]:
+    """The PNG bytes of the request's images, in order; a non-PNG data URL is a test failure."""
+    out = []
+    for part in message_parts(request):
+        if part.get("type") == "image_url":
+            match = _DATA_URL.match(part["image_url"]["url"])
+            if match is None:
+                raise ValueError("image is not a PNG data URL")
+            out.append(base64.b64decode(match.group(1)))
+    return out
+
+
+def _template_patterns() -> list[tuple[re.Pattern[str], Template]]:
+    patterns = []
+    for setting, protocol, strategy in itertools.product(SETTINGS, PROTOCOLS, STRATEGIES):
+        template = get_template(setting, protocol, strategy)
+        regex = re.escape(template.text).replace(re.escape("{demo_label}"), ".+?")
+        patterns.append((re.compile(regex, re.DOTALL), template))
+    return patterns
+
+
+def _roles(template: Template) -> list[ImageRole]:
+    judged = JUDGED_PER_PROTOCOL[template.protocol]
+    fr = template.setting == "fr"
+    roles: list[ImageRole] = []
+    if template.strategy == "icl":
+        roles += ["demo_reference"] * fr + ["demo"] * judged
+    roles += ["reference"] * fr + ["image"] * judged
+    return roles
+
+
+class ExpertResponder:
+    """A classical expert answering chat requests (see the module docstring for why)."""
+
+    def __init__(self, workdir: Path, spec: str = "expert:psnr", *, reverse: bool = False) -> None:
+        self._dir = workdir
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._store = ImageStore()
+        self._expert = make_expert(spec, self._store, reverse=reverse)
+        self._patterns = _template_patterns()
+        self._lock = threading.Lock()
+        self._loops = threading.local()
+
+    def __call__(self, request: dict[str, Any]) -> str:
+        text = prompt_text(request)
+        template = next((t for pattern, t in self._patterns if pattern.fullmatch(text)), None)
+        if template is None:
+            raise ValueError("the prompt is none of the suite's templates")
+        paths = [self._file(png) for png in images_of(request)]
+        roles = _roles(template)
+        if len(paths) != len(roles):
+            raise ValueError(f"{template.id} takes {len(roles)} images, got {len(paths)}")
+        query = Query(
+            template.setting,
+            template.protocol,
+            template.strategy,
+            template.id,
+            template.hash,
+            text,
+            tuple(QueryImage(r, self._store.stimulus(p)) for r, p in zip(roles, paths, strict=True)),
+        )
+        loop = getattr(self._loops, "loop", None)
+        if loop is None:  # one loop per server worker thread, not a new loop (and thread pool) per call
+            loop = self._loops.loop = asyncio.new_event_loop()
+        answer = loop.run_until_complete(self._expert.answer(query))
+        assert answer.text is not None
+        return answer.text
+
+    def _file(self, png: bytes) -> str:
+        path = self._dir / f"{hashlib.sha256(png).hexdigest()}.png"
+        with self._lock:
+            if not path.exists():
+                path.write_bytes(png)
+        return str(path)
+
+
+@dataclass
+class FakeOpenAI:
+    """The server; settings may be changed while it runs (each request reads them afresh)."""
+
+    responder: Responder = field(default_factory=lambda: constant("Score: 50"))
+    latency_s: float = 0.0
+    fault_rate: float = 0.0
+    faults: tuple[str, ...] = TRANSIENT_FAULTS
+    max_faults_per_request: int = 2
+    seed: int = 0
+    stall_s: float = 5.0
+    """How long a ``timeout`` fault keeps the client waiting (set it past the client's timeout)."""
+    retry_after_ms: int = 20
+    api_key: str | None = None
+    """When set, any other key gets 401 (whose message echoes the key, worse than OpenAI does)."""
+    models: tuple[str, ...] | None = None
+    """When set, any other model gets 404 model_not_found."""
+
+    requests: int = field(default=0, init=False)
+    fault_counts: Counter[str] = field(default_factory=Counter, init=False)
+    last_request: dict[str, Any] | None = field(default=None, init=False)
+    last_headers: dict[str, str] = field(default_factory=dict, init=False)
+    port: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.faults) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(FAULTS)}")
+        self._attempts: Counter[str] = Counter()
+        self._faulted: Counter[str] = Counter()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> FakeOpenAI:
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True, name="fake-openai")
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fake OpenAI server did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _serve(self, ready: threading.Event) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            server = await asyncio.start_server(self._connection, "127.0.0.1", 0, limit=2**20, backlog=1024)
+            self.port = server.sockets[0].getsockname()[1]
+            ready.set()
+            await self._stop.wait()
+            server.close()
+            handlers = list(self._connections)
+            for task, writer in self._connections.items():
+                writer.transport.abort()
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
+            await server.wait_closed()
+
+        try:
+            loop.run_until_complete(main())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[task] = writer
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                    return
+                request_line, *header_lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
+                method, target, _ = request_line.split(" ", 2)
+                headers = {}
+                for line in header_lines:
+                    name, _, value = line.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                keep_open = await self._route(method, target.split("?")[0], headers, body, writer)
+                if not keep_open or headers.get("connection", "").lower() == "close":
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        except asyncio.CancelledError:
+            return  # stopped: on Python 3.11 a cancelled handler task makes asyncio log a traceback
+        finally:
+            self._connections.pop(task, None)
+            writer.close()
+
+    @staticmethod
+    async def _send(
+        writer: asyncio.StreamWriter,
+        status: int,
+        body: bytes | dict[str, Any],
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> bool:
+        data = json.dumps(body).encode() if isinstance(body, dict) else body
+        lines = [
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+            f"content-type: {content_type}",
+            f"content-length: {len(data)}",
+            *(f"{k}: {v}" for k, v in (headers or {}).items()),
+        ]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        return True
+
+    async def _route(
+        self, method: str, path: str, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter
+    ) -> bool:
+        if method == "GET" and path == "/v1/models":
+            names = self.models or ("test-model",)
+            data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in names]
+            return await self._send(writer, 200, {"object": "list", "data": data})
+        if method == "POST" and path == "/v1/chat/completions":
+            return await self._chat(headers, body, writer)
+        return await self._send(writer, 404, _error(f"no route {method} {path}", "not_found"))
+
+    async def _chat(self, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter) -> bool:
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return await self._send(writer, 400, _error("the body is not JSON", "invalid_json"))
+        self.requests += 1
+        self.last_request = request
+        self.last_headers = headers
+        if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+            self.fault_counts["auth"] += 1
+            given = headers.get("authorization", "").removeprefix("Bearer ")
+            return await self._send(
+                writer, 401, _error(f"Incorrect API key provided: {given}.", "invalid_api_key")
+            )
+        model = request.get("model")
+        if self.models is not None and model not in self.models:
+            self.fault_counts["model_not_found"] += 1
+            message = f"The model `{model}` does not exist or you do not have access to it."
+            return await self._send(writer, 404, _error(message, "model_not_found"))
+        fault = self._draw_fault(body)
+        if self.latency_s > 0:
+            await asyncio.sleep(self.latency_s)
+        if fault is not None:
+            self.fault_counts[fault] += 1
+            return await self._fault(fault, request, writer)
+        try:
+            text = await asyncio.to_thread(self.responder, request)
+        except Exception as err:  # a broken responder is a test bug: make it visible, not a hang
+            self.fault_counts["responder_error"] += 1
+            message = f"responder failed: {type(err).__name__}: {err}"
+            return await self._send(writer, 500, _error(message, "responder_error"))
+        return await self._send(writer, 200, _completion(request, text))
+
+    def _draw_fault(self, body: bytes) -> str | None:
+        digest = hashlib.sha256(body).hexdigest()
+        attempt = self._attempts[digest]
+        self._attempts[digest] += 1
+        if self.fault_rate <= 0 or self._faulted[digest] >= self.max_faults_per_request:
+            return None
+        rng = random.Random(f"{self.seed}:{digest}:{attempt}")
+        if rng.random() >= self.fault_rate:
+            return None
+        self._faulted[digest] += 1
+        return rng.choice(self.faults)
+
+    async def _fault(self, fault: str, request: dict[str, Any], writer: asyncio.StreamWriter) -> bool:
+        if fault == "rate_limit_retry_after":
+            wait = {
+                "retry-after-ms": str(self.retry_after_ms),
+                "retry-after": str(-(-self.retry_after_ms // 1000)),
+            }
+            return await self._send(
+                writer, 429, _error("Rate limit reached.", "rate_limit_exceeded"), headers=wait
+            )
+        if fault == "rate_limit":
+            return await self._send(writer, 429, _error("Rate limit reached.", "rate_limit_exceeded"))
+        if fault == "server_500":
+            return await self._send(writer, 500, _error("The server had an error.", "server_error"))
+        if fault == "server_502":
+            page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+            return await self._send(writer, 502, page, content_type="text/html")
+        if fault == "server_503":
+            return await self._send(writer, 503, _error("The engine is currently overloaded.", "overloaded"))
+        if fault == "timeout":
+            await asyncio.sleep(self.stall_s)
+            return False
+        if fault == "drop":
+            return False
+        if fault == "malformed":
+            return await self._send(writer, 200, b'{"id": "chatcmpl-broken", "choices": [{"index": 0, "mess')
+        if fault == "no_choices":
+            return await self._send(writer, 200, {**_completion(request, ""), "choices": []})
+        if fault == "empty_content":
+            return await self._send(writer, 200, _completion(request, ""))
+        return await self._send(writer, 200, _completion(request, None, refusal=REFUSAL))
+
+
+def _error(message: str, code: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
+
+
+def _completion(request: dict[str, Any], text: str | None, refusal: str | None = None) -> dict[str, Any]:
+    """A chat completion with usage that grows with the prompt and images, as real ones do."""
+    images = sum(part.get("type") == "image_url" for part in message_parts(request))
+    prompt_tokens = len(prompt_text(request)) // 4 + 85 * images
+    completion_tokens = max(1, len(text or refusal or "") // 4)
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.get("model", ""),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": refusal},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[Callable[..., FakeOpenAI]]:
+    """Start fake servers (``fake_openai(latency_s=0.1, ...)``); all stop when the test ends."""
+    servers: list[FakeOpenAI] = []
+
+    def start(**settings: Any) -> FakeOpenAI:
+        server = FakeOpenAI(**settings).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def accurate_responder(tmp_path_factory: pytest.TempPathFactory) -> ExpertResponder:
+    """One per test process, so the panel measures each image pair once however many runs ask."""
+    return ExpertResponder(tmp_path_factory.mktemp("accurate-model"))
+
+
+@pytest.fixture(scope="session")
+def reversed_responder(tmp_path_factory: pytest.TempPathFactory) -> ExpertResponder:
+    return ExpertResponder(tmp_path_factory.mktemp("reversed-model"), reverse=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="serve a fake OpenAI API until standard input closes")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    args = parser.parse_args()
+    server = FakeOpenAI(latency_s=args.latency).start()
+    print(server.url, flush=True)
+    sys.stdin.read()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
