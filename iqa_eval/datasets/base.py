@@ -37,6 +37,17 @@ class Dataset(abc.ABC):
     def local(self) -> bool:
         return self.card.aggregation == "local_mean"
 
+    def local_in(self, setting: Setting) -> bool:
+        """Whether scores are comparable only inside a group in ``setting``.
+
+        One dataset can serve both settings with different aggregations: KADID-10k's distorted
+        images share one opinion scale (global in NR), yet FR predictions are judged per
+        reference (local mean), as in the study. By default the card's aggregation holds for
+        every setting.
+        """
+        del setting
+        return self.local
+
     @abc.abstractmethod
     def cells(self) -> tuple[tuple[Setting, Attribute], ...]:
         """The (setting, attribute) pairs this dataset has items for; cheap, no I/O."""

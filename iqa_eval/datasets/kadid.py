@@ -1,0 +1,329 @@
+"""KADID-10k (Lin, Hosu & Saupe 2019) and Aug-KADID, the study's geometric variant of it.
+
+KADID-10k: 81 pristine photos, each distorted by 25 types at 5 levels (10,125 images), every
+image rated by 30 crowd workers on a 1..5 degradation scale. The authors' archive holds
+``dmos.csv`` (``dist_img,ref_img,dmos,var``) and ``images/`` with both the references
+(``I01.png``) and the distorted images (``I01_01_01.png``: reference 01, type 01, level 01).
+The column is called dmos, but it is a mean opinion score: higher is better.
+
+Distortion types map onto the suite's attributes by what they damage. Colour (4–8) and
+brightness (16–18) change colour and luminance values without touching structure: ``color``.
+Everything else (blur 1–3, compression 9–10, noise 11–15, spatial 19–23, sharpness and
+contrast 24–25) damages edges, detail or local structure: ``structure``. Type 12 (noise in a
+colour component) is noise first and stays with the noise types; contrast (25) is named as its
+own aspect in the study's prompts, apart from colour and luminance, and stays with sharpening.
+No type is ``texture`` (the study takes texture from TQD) or ``geometry``: the spatial types
+displace pixels locally, not the image; geometry comes from Aug-KADID.
+
+Aug-KADID: the study judged 150 FR-KADID items with the *reference* slightly shifted, rotated
+and scaled, MOS unchanged, to see whether a model judges the distortion or the misalignment.
+It is not distributed; :func:`generate_aug_kadid` builds it from a KADID-10k copy with seeded
+transforms, in the layout its loader reads.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from iqa_eval import selection
+from iqa_eval.datasets.base import DatasetCard, DatasetError
+from iqa_eval.datasets.public import (
+    BY_SETTING,
+    DatasetRoot,
+    Entry,
+    PublicDataset,
+    SelectionOptions,
+    Unique,
+    csv_rows,
+    files_digest,
+    number,
+)
+from iqa_eval.distortions import misalign
+from iqa_eval.images import ImageStore, encode_png, load_rgb
+from iqa_eval.types import Attribute, MetaValue
+
+KADID_NAME = "kadid10k"
+AUG_NAME = "aug_kadid"
+VERSION = "1"
+SCORE_FILE = "dmos.csv"
+AUG_SCORE_FILE = "aug_kadid.csv"
+COLUMNS = ("dist_img", "ref_img", "dmos", "var")
+TRANSFORM_COLUMNS = ("dx", "dy", "rotation_deg", "scale")
+RATINGS_PER_IMAGE = 30
+TYPE_COUNT, LEVELS = 25, 5
+
+KADID_LAYOUT = f"the extracted kadid10k archive: {SCORE_FILE} and images/ (I01.png, I01_01_01.png, ...)"
+AUG_LAYOUT = f"a folder made by 'iqa-eval datasets make-aug-kadid': {AUG_SCORE_FILE}, images/ and references/"
+_NAME = re.compile(r"I(\d{2})_(\d{2})_(\d{2})\.png")
+
+
+@dataclass(frozen=True)
+class DistortionType:
+    code: int
+    name: str
+    category: str
+    attribute: Attribute
+
+
+def _types() -> tuple[DistortionType, ...]:
+    table = [
+        ("gaussian blur", "blur"),
+        ("lens blur", "blur"),
+        ("motion blur", "blur"),
+        ("color diffusion", "colour"),
+        ("color shift", "colour"),
+        ("color quantization", "colour"),
+        ("color saturation 1", "colour"),
+        ("color saturation 2", "colour"),
+        ("jpeg2000", "compression"),
+        ("jpeg", "compression"),
+        ("white noise", "noise"),
+        ("white noise in color component", "noise"),
+        ("impulse noise", "noise"),
+        ("multiplicative noise", "noise"),
+        ("denoise", "noise"),
+        ("brighten", "brightness"),
+        ("darken", "brightness"),
+        ("mean shift", "brightness"),
+        ("jitter", "spatial"),
+        ("non-eccentricity patch", "spatial"),
+        ("pixelate", "spatial"),
+        ("quantization", "spatial"),
+        ("color block", "spatial"),
+        ("high sharpen", "sharpness/contrast"),
+        ("contrast change", "sharpness/contrast"),
+    ]
+    return tuple(
+        DistortionType(code, name, category, "color" if category in ("colour", "brightness") else "structure")
+        for code, (name, category) in enumerate(table, start=1)
+    )
+
+
+TYPES = _types()
+
+KADID_CARD = DatasetCard(
+    name=KADID_NAME,
+    description=(
+        "KADID-10k: 81 photos x 25 synthetic distortion types x 5 levels (10,125 images); FR cells "
+        "judge against the pristine reference, NR cells the distorted image alone"
+    ),
+    license=(
+        "research use under the authors' terms (database.mmsp-kn.de/kadid-10k-database.html); "
+        "photos from pixabay.com; iqa-eval does not redistribute it"
+    ),
+    provenance=(
+        f"Lin, Hosu & Saupe, KADID-10k (QoMEX 2019); reads {SCORE_FILE} (dist_img,ref_img,dmos,var) and "
+        "images/ of the authors' kadid10k.zip as published"
+    ),
+    ground_truth=(
+        "MOS 1 (imperceptible degradation)..5 from 30 crowd ratings per image, higher is better despite "
+        "the column name dmos; std = sqrt(var); attributes by distortion type: colour 4-8 and brightness "
+        "16-18 -> color, all other types -> structure"
+    ),
+    score_range=(1.0, 5.0),
+    higher_is_better=True,
+    aggregation=BY_SETTING,
+)
+
+AUG_CARD = DatasetCard(
+    name=AUG_NAME,
+    description=(
+        "Aug-KADID: KADID-10k items whose reference is slightly shifted, rotated and scaled; the "
+        "distorted image and its MOS are KADID's"
+    ),
+    license="derived from KADID-10k: the same terms apply; generated locally, never redistributed",
+    provenance=(
+        f"generated from a KADID-10k copy by iqa_eval.datasets.kadid.generate_aug_kadid v{VERSION} "
+        "(the study's stage-1 FR sample, seeded transforms of iqa_eval.distortions.misalign)"
+    ),
+    ground_truth="KADID-10k MOS 1..5, higher is better; comparable within a reference",
+    score_range=(1.0, 5.0),
+    higher_is_better=True,
+    aggregation="local_mean",
+)
+
+
+@dataclass(frozen=True)
+class _Row:
+    where: str
+    name: str
+    reference: str
+    ref_code: int
+    kind: DistortionType
+    level: int
+    mos: float
+    std: float
+
+
+def _parse_row(where: str, fields: dict[str, str], seen: Unique) -> _Row:
+    name = fields["dist_img"]
+    match = _NAME.fullmatch(name)
+    if match is None:
+        raise DatasetError(
+            f"{where}: dist_img {name!r} is not named I<ref>_<type>_<level>.png as in KADID-10k"
+        )
+    ref_code, type_code, level = (int(g) for g in match.groups())
+    if not 1 <= type_code <= TYPE_COUNT or not 1 <= level <= LEVELS:
+        raise DatasetError(
+            f"{where}: {name} names type {type_code} level {level}; KADID has types 1-25, levels 1-5"
+        )
+    seen.add(name, where)
+    variance = number(fields["var"], "var", where)
+    if variance < 0:
+        raise DatasetError(f"{where}: var {fields['var']!r} is negative")
+    return _Row(
+        where,
+        name,
+        fields["ref_img"],
+        ref_code,
+        TYPES[type_code - 1],
+        level,
+        number(fields["dmos"], "dmos", where),
+        math.sqrt(variance),
+    )
+
+
+def _meta(row: _Row) -> tuple[tuple[str, MetaValue], ...]:
+    return (
+        ("reference", f"I{row.ref_code:02d}"),
+        ("type", row.kind.code),
+        ("distortion", row.kind.name),
+        ("category", row.kind.category),
+        ("level", row.level),
+        ("n_ratings", RATINGS_PER_IMAGE),
+    )
+
+
+def load_kadid10k(
+    path: Path, *, store: ImageStore | None = None, selection_options: SelectionOptions | None = None
+) -> PublicDataset:
+    """KADID-10k from the authors' layout; every image serves an FR and an NR cell."""
+    root = DatasetRoot(path, KADID_NAME, KADID_LAYOUT)
+    score_file = root.score_file(SCORE_FILE)
+    seen = Unique("dist_img")
+    references: dict[str, Path] = {}
+    entries: list[Entry] = []
+    for where, fields in csv_rows(score_file, COLUMNS):
+        row = _parse_row(where, fields, seen)
+        expected = f"I{row.ref_code:02d}.png"
+        if row.reference != expected:
+            raise DatasetError(
+                f"{where}: ref_img {row.reference!r} does not match {row.name} (expected {expected})"
+            )
+        if row.reference not in references:
+            references[row.reference] = root.file(f"images/{row.reference}", where, "reference")
+        image = root.file(f"images/{row.name}", where)
+        key = row.name.removesuffix(".png")
+        meta = _meta(row)
+        group = f"I{row.ref_code:02d}"
+        attribute = row.kind.attribute
+        entries.append(
+            Entry(
+                "fr", attribute, key, image, row.mos, group, where, references[row.reference], row.std, meta
+            )
+        )
+        entries.append(Entry("nr", attribute, key, image, row.mos, KADID_NAME, where, None, row.std, meta))
+    entries.sort(key=lambda e: e.setting)  # FR entries first, each setting in file order
+    return PublicDataset(
+        KADID_CARD,
+        path,
+        entries,
+        files_digest(f"{KADID_NAME}/{VERSION}", [score_file]),
+        store=store,
+        selection=selection_options,
+    )
+
+
+def load_aug_kadid(
+    path: Path, *, store: ImageStore | None = None, selection_options: SelectionOptions | None = None
+) -> PublicDataset:
+    """Aug-KADID as :func:`generate_aug_kadid` writes it: FR geometry items only."""
+    root = DatasetRoot(path, AUG_NAME, AUG_LAYOUT)
+    score_file = root.score_file(AUG_SCORE_FILE)
+    seen = Unique("dist_img")
+    entries: list[Entry] = []
+    for where, fields in csv_rows(score_file, COLUMNS + TRANSFORM_COLUMNS):
+        row = _parse_row(where, fields, seen)
+        expected = f"I{row.ref_code:02d}_aug.png"
+        if row.reference != expected:
+            raise DatasetError(
+                f"{where}: ref_img {row.reference!r} does not match {row.name} (expected {expected})"
+            )
+        transform = tuple((c, number(fields[c], c, where)) for c in TRANSFORM_COLUMNS)
+        entries.append(
+            Entry(
+                "fr",
+                "geometry",
+                row.name.removesuffix(".png"),
+                root.file(f"images/{row.name}", where),
+                row.mos,
+                f"I{row.ref_code:02d}",
+                where,
+                root.file(f"references/{row.reference}", where, "reference"),
+                row.std,
+                _meta(row) + tuple((f"ref_{k}", v) for k, v in transform),
+            )
+        )
+    return PublicDataset(
+        AUG_CARD,
+        path,
+        entries,
+        files_digest(f"{AUG_NAME}/{VERSION}", [score_file]),
+        store=store,
+        selection=selection_options,
+    )
+
+
+def generate_aug_kadid(kadid_path: Path, out: Path, *, seed: int = 0) -> Path:
+    """Build Aug-KADID from a KADID-10k copy; returns ``out``.
+
+    The items are the study's stage-1 FR sample (15 references by evenly spaced mean quality,
+    10 distorted images each at evenly spaced ranks); each reference gets one seeded similarity
+    transform (up to 4 px shift, 3 degrees, 3 % scale), shared by its ten items as in the
+    study's ``I12_aug.png``. Distorted images are copied byte for byte. The folder is written
+    beside ``out`` and renamed into place, so an interrupted run leaves nothing half made.
+    """
+    if out.exists() and any(out.iterdir()):
+        raise DatasetError(f"{out}: exists and is not empty; choose a new folder for Aug-KADID")
+    kadid = load_kadid10k(kadid_path)
+    chosen = selection.uniform(kadid.all_items("fr"), fr=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".aug-kadid-", dir=out.parent))
+    try:
+        (tmp / "images").mkdir()
+        (tmp / "references").mkdir()
+        lines = [",".join(COLUMNS + TRANSFORM_COLUMNS)]
+        transforms: dict[str, dict[str, float]] = {}
+        for item in chosen:
+            assert item.reference is not None  # FR items always have one
+            group = item.group
+            if group not in transforms:
+                moved, params = misalign(
+                    load_rgb(item.reference.path), zlib.crc32(f"aug-kadid/{seed}/{group}".encode())
+                )
+                (tmp / "references" / f"{group}_aug.png").write_bytes(encode_png(moved))
+                transforms[group] = params
+            name = Path(item.image.path).name
+            shutil.copyfile(item.image.path, tmp / "images" / name)
+            std = item.std if item.std is not None else 0.0
+            params = transforms[group]
+            lines.append(
+                ",".join(
+                    [name, f"{group}_aug.png", repr(item.score), repr(std * std)]
+                    + [repr(round(params[c], 6)) for c in TRANSFORM_COLUMNS]
+                )
+            )
+        (tmp / AUG_SCORE_FILE).write_text("\n".join(lines) + "\n")
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out
