@@ -1,1 +1,1 @@
-"""Reports: the JSON contract, the HTML page, and run metadata."""
+"""Reports: the JSON contract and its schema, the HTML page, run history, trends, merges, comparisons."""

@@ -1,56 +1,441 @@
-"""The HTML report: one self-contained file, every model-written string escaped."""
+"""The HTML report: one self-contained file, every model-written string escaped.
+
+The page fetches nothing (plots and thumbnails are data: URIs, styles inline) and runs no
+script at all; its Content-Security-Policy forbids scripts and every network fetch, so even a
+model answer that slipped past escaping could neither execute nor call home. Model text only
+ever reaches the page through jinja2's autoescaping.
+
+A reader wants the verdict first: the summary grid (attribute × protocol × strategy, coloured by
+outcome) and what needs attention come before the per-cell detail, which follows in the order
+of the grid.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+from iqa_eval.cells import SUBSETS
+from iqa_eval.report.files import atomic_write
+from iqa_eval.report.plots import ScatterPlotter, thumbnail
+from iqa_eval.types import ATTRIBUTES, PROTOCOLS, SETTINGS, STRATEGIES
+
+WORST_SHOWN = 4
+EXAMPLES_OPEN = 2
+
+_ENV = jinja2.Environment(
+    autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
+)
 
 _TEMPLATE = _ENV.from_string(
     """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>iqa-eval report</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>iqa-eval report</title>
 <style>
-body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
-.passed{background:#e3f6e3}.failed{background:#fbe0e0}.error{background:#f9ecd0}.skipped{background:#eee}
-pre{white-space:pre-wrap;max-width:60em;background:#f7f7f7;padding:.5em}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em 2em;color:#1d1d1f;max-width:1400px}
+h1{font-size:1.5em;margin:1.2em 0 .4em}h1:first-of-type{margin-top:0}h2{font-size:1.1em;margin:0 0 .3em;word-break:break-all}
+h3{font-size:1em;margin:.8em 0 .3em}
+table{border-collapse:collapse;margin:.4em 0 1em}td,th{border:1px solid #d0d0d0;padding:.2em .5em;text-align:left;vertical-align:top}
+th{background:#f3f3f3;font-weight:600}
+.meta{color:#555}.meta b{color:#1d1d1f}
+.passed{background:#dff3df}.failed{background:#f9d6d6}.error{background:#f7e3c3}.skipped{background:#ececec;color:#666}
+.known-gap{background:repeating-linear-gradient(135deg,#fff2c6,#fff2c6 6px,#fbe7a8 6px,#fbe7a8 12px)}
+.regressed{outline:3px solid #b00020;outline-offset:-3px}
+.badge{display:inline-block;padding:0 .5em;border-radius:.7em;font-size:.85em;font-weight:600;border:1px solid #0002}
+table.grid td{text-align:center;padding:.15em .3em;white-space:nowrap;font-size:.9em}table.grid th{font-size:.9em}table.grid td a{color:inherit;text-decoration:none;display:block}
+table.grid td.row{text-align:left;font-weight:600;background:#fafafa}
+.ci{font-size:.75em;color:#444}.scroll{overflow-x:auto}.legend span{margin-right:.6em}
+section.cell{border:1px solid #ddd;border-radius:6px;padding:.8em 1em;margin:1em 0}
+.cols{display:flex;flex-wrap:wrap;gap:1.2em;align-items:flex-start}
+pre{white-space:pre-wrap;word-break:break-word;max-width:70em;background:#f6f6f6;padding:.5em;margin:.3em 0;font-size:.88em}
+.thumbs{display:flex;flex-wrap:wrap;gap:.6em}.thumbs figure{margin:0;width:104px;font-size:.72em;color:#444;overflow-wrap:anywhere}
+.thumb{display:block;width:96px;height:96px;background-size:contain;background-repeat:no-repeat;background-position:center;border:1px solid #ccc}
+.missing{display:flex;align-items:center;justify-content:center;background:#eee;color:#888}
+.note{color:#555;font-size:.9em}ul.attention li{margin:.15em 0}
+{% for css_class, uri in thumb_styles %}
+.{{ css_class }}{background-image:url({{ uri }})}
+{% endfor %}
 </style></head><body>
 <h1>iqa-eval report</h1>
-<p>Run {{ run.started }} · seed {{ run.seed }} · models {{ run.models|map(attribute="spec")|join(", ") }}
- · {{ cells|length }} cells{% if run.partial %} · <strong>partial run</strong>{% endif %}</p>
-<table><tr><th>cell</th><th>outcome</th><th>metric</th><th>value</th><th>95% CI</th><th>coverage</th><th>gate</th></tr>
-{% for c in cells %}{% set m = c.metrics.get(c.primary_metric) %}
-<tr class="{{ c.outcome }}"><td><a href="#c{{ loop.index }}">{{ c.id }}</a></td><td>{{ c.outcome }}</td>
-<td>{{ c.primary_metric }}</td><td>{{ fmt(m.value if m else None) }}</td>
-<td>{% if m %}[{{ fmt(m.ci[0]) }}, {{ fmt(m.ci[1]) }}]{% endif %}</td>
-<td>{{ "%.1f%%"|format(100 * c.coverage) }}</td><td>{{ c.message }}</td></tr>
-{% endfor %}</table>
+<p class="meta"><b>{{ run.started }}</b> → {{ run.finished }} · seed <b>{{ run.seed }}</b>
+ · commit {{ run.get("git_commit") or "unknown" }}
+{% if run.get("shard") %} · <b>shard {{ run.shard }}</b>{% endif %}
+{% if run.get("merged_from") %} · merged from {{ run.merged_from|length }} reports{% endif %}
+{% if run.partial %} · <strong>partial run</strong>{% endif %}<br>
+models: {% for m in run.models %}<b>{{ m.spec }}</b> ({{ m.fingerprint }}){% if not loop.last %}, {% endif %}{% endfor %}
+ · datasets: {% for d in run.datasets %}{{ d.name }} ({{ d.digest }}){% if not loop.last %}, {% endif %}{% endfor %}<br>
+gates: {{ run.gates }}{% if run.get("baseline") %} · baseline: {{ run.baseline }}{% endif %}</p>
+<p>{% for label, css, n in totals %}<span class="badge {{ css }}">{{ n }} {{ label }}</span> {% endfor %}</p>
+{% if attention %}
+<h3>Needs attention</h3>
+<ul class="attention">
+{% for c in attention %}<li><span class="badge {{ c.css }}">{{ c.label }}</span> <a href="#{{ c.anchor }}">{{ c.id }}</a>: {{ c.message }}</li>
+{% endfor %}
+</ul>
+{% endif %}
+
+<h1>Summary</h1>
+<p class="legend note">Each square shows the cell's primary metric (SRCC unless stated) and its 95% CI.
+<span class="badge passed">passed</span><span class="badge failed">failed</span><span class="badge known-gap">known gap</span>
+<span class="badge error">error</span><span class="badge skipped">skipped</span><span class="badge regressed">regressed vs baseline</span></p>
+{% for g in grids %}
+<h3>{{ g.model }} · {{ g.dataset }}</h3>
+<div class="scroll"><table class="grid"><tr><th rowspan="2">attribute</th>
+{% for head, span in g.groups %}<th colspan="{{ span }}">{{ head }}</th>{% endfor %}</tr>
+<tr>{% for col in g.columns %}<th>{{ col.label }}</th>{% endfor %}</tr>
+{% for row in g.rows %}<tr><td class="row">{{ row.label }}</td>
+{% for v in row.squares %}{% if v %}<td class="{{ v.css }}" title="{{ v.title }}"><a href="#{{ v.anchor }}">{{ v.value }}<br><span class="ci">{{ v.ci }}</span>{% if v.system %}<br><span class="ci">{{ v.system }}</span>{% endif %}</a></td>{% else %}<td></td>{% endif %}{% endfor %}
+</tr>
+{% endfor %}
+</table></div>
+{% endfor %}
+
+{% if best %}
+<h1>Best prompting systems</h1>
+<p class="note">Stage 2 takes, per model, dataset and setting, the stage-1 system with the highest mean SRCC over attributes.</p>
+<table><tr><th>model</th><th>dataset</th><th>setting</th><th>chosen</th><th>ranking (mean stage-1 SRCC)</th></tr>
+{% for b in best %}<tr><td>{{ b.model }}</td><td>{{ b.dataset }}</td><td>{{ b.setting }}</td><td><b>{{ b.chosen }}</b> ({{ b.srcc }})</td>
+<td>{% for system, v in b.ranking %}{{ system }} {{ v }}{% if not loop.last %} · {% endif %}{% endfor %}</td></tr>
+{% endfor %}
+</table>
+{% endif %}
+
+<h1>Cells</h1>
 {% for c in cells %}
-<h2 id="c{{ loop.index }}">{{ c.id }}</h2>
-<p>{{ c.n_items }} items, {{ c.n_queries }} queries, failures: {{ c.n_failed or "none" }}.
-{% for n in c.notes %}<br>{{ n }}{% endfor %}</p>
+<section class="cell" id="{{ c.anchor }}">
+<h2>{{ c.id }}</h2>
+<p><span class="badge {{ c.css }}">{{ c.label }}</span> {{ c.message }}</p>
+{% if c.known_gap %}<p class="note">Known gap (expected to fail): {{ c.known_gap }}</p>{% endif %}
+{% if c.baseline %}<p class="{{ 'failed' if c.baseline.regressed else 'note' }}">{{ c.baseline_text }}</p>{% endif %}
+{% if c.selected_by %}<p class="note">Prompting system chosen by {{ c.selected_by.rule }}: {{ c.protocol }}/{{ c.strategy }}.</p>{% endif %}
+<p class="note">{{ c.n_items }} items, {{ c.n_queries }} queries, coverage {{ c.coverage }}{% if c.gate %}; gate: {{ c.gate.metric }} {{ c.gate.bound }} &gt; {{ c.gate.threshold }}, coverage ≥ {{ c.gate.min_coverage }} ({{ c.gate.source }}){% endif %}.</p>
+<div class="cols">
+<div>
 <table><tr><th>metric</th><th>value</th><th>95% CI</th><th>n</th><th>aggregation</th><th>note</th></tr>
-{% for name, m in c.metrics.items() %}<tr><td>{{ name }}</td><td>{{ fmt(m.value) }}</td>
-<td>[{{ fmt(m.ci[0]) }}, {{ fmt(m.ci[1]) }}]</td><td>{{ m.n }}</td><td>{{ m.aggregation }}</td><td>{{ m.note }}</td></tr>
-{% endfor %}</table>
-{% for e in c.examples %}<pre>{{ e["items"]|join(", ") }}{% if e.failure %} — failure: {{ e.failure }}{% endif %}
-{{ e.text }}</pre>{% endfor %}
+{% for m in c.metrics %}<tr><td>{{ m.name }}</td><td>{{ m.value }}</td><td>{{ m.ci }}</td><td>{{ m.n }}</td><td>{{ m.aggregation }}</td><td>{{ m.note }}</td></tr>
+{% endfor %}
+</table>
+{% if c.pairwise %}<p><b>Order consistency</b> {{ c.pairwise.consistency }} · <b>position balance</b> {{ c.pairwise.bias }}
+<span class="note">(1 = the same answer in both orders / no preference for a position)</span></p>{% endif %}
+{% for n in c.notes %}<p class="note">{{ n }}</p>{% endfor %}
+</div>
+{% if c.scatter %}<img src="{{ c.scatter }}" width="272" height="208" alt="prediction against ground truth">{% endif %}
+</div>
+{% if c.ledger %}
+<h3>Failure ledger</h3>
+<table><tr><th>reason</th><th>count</th><th>example answer</th></tr>
+{% for reason, n, example in c.ledger %}<tr><td>{{ reason }}</td><td>{{ n }}</td><td>{% if example is not none %}<pre>{{ example }}</pre>{% endif %}</td></tr>
+{% endfor %}
+</table>
+{% endif %}
+{% if c.worst %}
+<h3>Worst-judged stimuli</h3>
+<div class="thumbs">
+{% for w in c.worst %}<figure>{% if w.thumb %}<span class="thumb {{ w.thumb }}" role="img" aria-label="{{ w.item }}"></span>{% else %}<span class="thumb missing">no image</span>{% endif %}
+<figcaption>{{ w.item }}<br>truth rank {{ w.truth_rank }}, model rank {{ w.model_rank }} of {{ w.of }}</figcaption></figure>
+{% endfor %}
+</div>
+{% endif %}
+{% if c.examples %}
+<h3>The model's answers ({{ c.examples|length }} of {{ c.n_queries }})</h3>
+{% for e in c.examples %}<details{% if loop.index <= examples_open %} open{% endif %}><summary>{{ e["items"]|join(", ") }}{% if e.failure %} — <b>failure: {{ e.failure }}</b>{% endif %}</summary>
+<pre>{{ e.text }}</pre></details>
+{% endfor %}
+{% endif %}
+</section>
 {% endfor %}
 </body></html>
 """
 )
 
 
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
+def _fmt(x: float | None, signed: bool = False) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:+.3f}" if signed else f"{x:.3f}"
 
 
-def render_html(report: dict[str, Any]) -> str:
-    return _TEMPLATE.render(run=report["run"], cells=report["cells"], fmt=_fmt)
+def _ci(metric: Mapping[str, Any] | None) -> str:
+    if not metric or metric.get("ci") is None:
+        return ""
+    lo, hi = metric["ci"]
+    return f"[{_fmt(lo)}, {_fmt(hi)}]"
 
 
-def write_html(path: Path, report: dict[str, Any]) -> None:
-    path.write_text(render_html(report), encoding="utf-8")
+def state(cell: Mapping[str, Any]) -> tuple[str, str]:
+    """(label, css class) of a cell: a known gap is its own state, not a plain failure."""
+    gate = cell.get("gate") or {}
+    if cell["outcome"] == "failed" and gate.get("known_gap") and not _regressed(cell):
+        return "known gap", "known-gap"
+    return str(cell["outcome"]), str(cell["outcome"])
+
+
+def _regressed(cell: Mapping[str, Any]) -> bool:
+    return bool((cell.get("baseline") or {}).get("regressed"))
+
+
+@dataclass
+class _Thumbs:
+    """Each stimulus's thumbnail is embedded once as a CSS class, however many cells show it."""
+
+    classes: dict[str, str | None] = field(default_factory=dict)
+    styles: list[tuple[str, str]] = field(default_factory=list)
+
+    def css_class(self, path: str | None) -> str | None:
+        if path is None:
+            return None
+        if path not in self.classes:
+            uri = thumbnail(path)
+            name = f"t{len(self.styles)}" if uri is not None else None
+            if uri is not None and name is not None:
+                self.styles.append((name, uri))
+            self.classes[path] = name
+        return self.classes[path]
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def worst_judged(cell: Mapping[str, Any], limit: int = WORST_SHOWN) -> list[dict[str, Any]]:
+    """The items whose rank by the model is furthest from their true rank.
+
+    Ranks are taken inside each item's group when the cell's metric is a local mean (that is
+    what the metric judged), over all items otherwise; the distance is scaled by the group size
+    so a big miss in a small group is not drowned by small misses in a large one.
+    """
+    metric = cell["metrics"].get(cell.get("primary_metric") or "") or {}
+    local = metric.get("aggregation") == "local_mean"
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for p in cell.get("predictions", []):
+        groups.setdefault(str(p["group"]) if local else "", []).append(p)
+    scored = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        truth = _ranks([float(-p["truth"]) for p in members])
+        model = _ranks([float(-p["predicted"]) for p in members])
+        for p, t, m in zip(members, truth, model, strict=True):
+            miss = abs(t - m) / (len(members) - 1)
+            if miss > 0:
+                scored.append((miss, p, t, m, len(members)))
+    scored.sort(key=lambda s: (-s[0], str(s[1]["item"])))
+    return [
+        {"item": p["item"], "image": p.get("image"), "truth_rank": f"{t:g}", "model_rank": f"{m:g}", "of": n}
+        for _, p, t, m, n in scored[:limit]
+    ]
+
+
+def _failure_ledger(cell: Mapping[str, Any]) -> list[tuple[str, int, str | None]]:
+    examples: dict[str, str] = {}
+    for e in cell.get("examples", []):
+        if e.get("failure"):
+            examples.setdefault(e["failure"], e["text"])
+    return [(reason, n, examples.get(reason)) for reason, n in sorted(cell["n_failed"].items())]
+
+
+def _cell_view(
+    cell: Mapping[str, Any], anchor: str, plotter: ScatterPlotter, thumbs: _Thumbs
+) -> dict[str, Any]:
+    label, css = state(cell)
+    metrics = cell["metrics"]
+    pairwise = None
+    if "consistency" in metrics or "bias" in metrics:
+        pairwise = {
+            name: f"{_fmt(metrics[name]['value'])} {_ci(metrics[name])}" if name in metrics else "n/a"
+            for name in ("consistency", "bias")
+        }
+    worst = worst_judged(cell)
+    for w in worst:
+        w["thumb"] = thumbs.css_class(w.pop("image"))
+    baseline = cell.get("baseline")
+    return {
+        **cell,
+        "anchor": anchor,
+        "label": label + (" · regressed" if _regressed(cell) else ""),
+        "css": css + (" regressed" if _regressed(cell) else ""),
+        "known_gap": (cell.get("gate") or {}).get("known_gap"),
+        "baseline": baseline,
+        "baseline_text": _baseline_text(baseline) if baseline else "",
+        "selected_by": cell.get("selected_by"),
+        "coverage": f"{100 * cell['coverage']:.1f}%",
+        "metrics": [
+            {
+                "name": name,
+                "value": _fmt(m["value"]),
+                "ci": _ci(m),
+                "n": m["n"],
+                "aggregation": m["aggregation"],
+                "note": m["note"],
+            }
+            for name, m in metrics.items()
+        ],
+        "pairwise": pairwise,
+        "scatter": plotter.render(cell.get("predictions", []), f"{cell['setting']}_{cell['attribute']}"),
+        "ledger": _failure_ledger(cell),
+        "worst": worst,
+    }
+
+
+def _baseline_text(b: Mapping[str, Any]) -> str:
+    if b.get("delta") is None:
+        return f"Baseline: no comparison ({b.get('note', '')})."
+    lo, hi = b["ci"]
+    verdict = "REGRESSED" if b["regressed"] else "improved" if lo is not None and lo > 0 else "no regression"
+    text = (
+        f"Baseline {verdict}: {b['metric']} {_fmt(b['baseline_value'])} → {_fmt(b['now_value'])}, "
+        f"Δ {_fmt(b['delta'], True)} (95% CI [{_fmt(lo, True)}, {_fmt(hi, True)}], p={b['p_value']:.3g}, "
+        f"paired over {b['n_units']} {b['unit']}, tolerance {b['tolerance']:g})"
+    )
+    return text + (f"; {b['note']}" if b.get("note") else "")
+
+
+def _system_order(cell: Mapping[str, Any]) -> tuple[int, str, int, int]:
+    """The study's subsets first (uniform, finegrained, all), then protocol and strategy order."""
+    p, s, subset = cell["protocol"], cell["strategy"], str(cell["subset"])
+    return (
+        SUBSETS.index(subset) if subset in SUBSETS else len(SUBSETS),
+        subset,
+        PROTOCOLS.index(p) if p in PROTOCOLS else len(PROTOCOLS),
+        STRATEGIES.index(s) if s in STRATEGIES else len(STRATEGIES),
+    )
+
+
+def _row_order(key: str) -> tuple[int, str]:
+    rows = [f"{s}_{a}" for s in SETTINGS for a in ATTRIBUTES]
+    return (rows.index(key) if key in rows else len(rows), key)
+
+
+def _column(cell: Mapping[str, Any]) -> tuple[int, str, str, str]:
+    """Where a cell sits in its grid: the study's stage-1 subsets, stage 2, then other subsets."""
+    if cell["stage"] == 2:
+        return (1, "best", "best", str(cell["subset"]))
+    return (0 if cell["subset"] in SUBSETS else 2, cell["protocol"], cell["strategy"], str(cell["subset"]))
+
+
+def _grid(model: str, dataset: str, cells: Sequence[tuple[Mapping[str, Any], str]]) -> dict[str, Any]:
+    """Rows: setting × attribute; columns: prompting systems per subset, and stage 2's best."""
+    columns = sorted(
+        {_column(c) for c, _ in cells},
+        key=lambda k: (k[0], _system_order({"protocol": k[1], "strategy": k[2], "subset": k[3]})),
+    )
+    several = len({(part, subset) for part, _, _, subset in columns if part != 1}) > 1
+    index: dict[tuple[Any, ...], dict[str, Any]] = {}
+    rows: set[str] = set()
+    for c, anchor in cells:
+        row = f"{c['setting']}_{c['attribute']}"
+        rows.add(row)
+        metric = c["metrics"].get(c.get("primary_metric") or "")
+        label, css = state(c)
+        index[(row, *_column(c))] = {
+            "css": css + (" regressed" if _regressed(c) else ""),
+            "anchor": anchor,
+            "value": _fmt(metric["value"]) if metric else "—",
+            "ci": _ci(metric),
+            "system": f"{c['protocol']}/{c['strategy']}" if c["stage"] == 2 else "",
+            "title": f"{c['id']}: {label}",
+        }
+    groups: list[tuple[str, int]] = []
+    for part, protocol, _, subset in columns:
+        head = f"stage 2 · {subset}" if part == 1 else protocol.upper() + (f" · {subset}" if several else "")
+        if groups and groups[-1][0] == head:
+            groups[-1] = (head, groups[-1][1] + 1)
+        else:
+            groups.append((head, 1))
+    return {
+        "model": model,
+        "dataset": dataset,
+        "groups": groups,
+        "columns": [{"label": "best system" if part == 1 else strategy} for part, _, strategy, _ in columns],
+        "rows": [
+            {"label": row, "squares": [index.get((row, *col)) for col in columns]}
+            for row in sorted(rows, key=_row_order)
+        ],
+    }
+
+
+def _best_systems(cells: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    seen: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for c in cells:
+        chosen = c.get("selected_by")
+        key = (c["model"], c["dataset"], c["setting"])
+        if c["stage"] != 2 or not chosen or key in seen:
+            continue
+        seen[key] = {
+            "model": c["model"],
+            "dataset": c["dataset"],
+            "setting": c["setting"],
+            "chosen": f"{c['protocol']}/{c['strategy']}",
+            "srcc": _fmt(chosen.get("srcc")),
+            "ranking": [(system, _fmt(v)) for system, v in chosen.get("ranking", [])],
+        }
+    return [seen[k] for k in sorted(seen)]
+
+
+def _display_order(cell: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (
+        cell["model"],
+        cell["dataset"],
+        cell["stage"],
+        _row_order(f"{cell['setting']}_{cell['attribute']}"),
+        _system_order(cell),
+        cell["id"],
+    )
+
+
+_TOTALS = (
+    ("passed", "passed"),
+    ("failed", "failed"),
+    ("known gap", "known-gap"),
+    ("error", "error"),
+    ("skipped", "skipped"),
+)
+
+
+def render_html(report: Mapping[str, Any]) -> str:
+    cells = sorted(report["cells"], key=_display_order)
+    anchored = [(c, f"c{n}") for n, c in enumerate(cells, start=1)]
+    plotter, thumbs = ScatterPlotter(), _Thumbs()
+    views = [_cell_view(c, anchor, plotter, thumbs) for c, anchor in anchored]
+    by_grid: dict[tuple[str, str], list[tuple[Mapping[str, Any], str]]] = {}
+    for c, anchor in anchored:
+        by_grid.setdefault((c["model"], c["dataset"]), []).append((c, anchor))
+    counts: dict[str, int] = {}
+    for v in views:
+        label = state(v)[0]
+        counts[label] = counts.get(label, 0) + 1
+    attention = [
+        {"id": v["id"], "anchor": v["anchor"], "label": v["label"], "css": v["css"], "message": v["message"]}
+        for v in views
+        if v["outcome"] in ("failed", "error") and (v["known_gap"] is None or _regressed(v))
+    ]
+    return _TEMPLATE.render(
+        run=report["run"],
+        totals=[(label, css, counts[label]) for label, css in _TOTALS if counts.get(label)],
+        attention=attention,
+        grids=[_grid(model, dataset, members) for (model, dataset), members in by_grid.items()],
+        best=_best_systems(cells),
+        cells=views,
+        thumb_styles=thumbs.styles,
+        examples_open=EXAMPLES_OPEN,
+    )
+
+
+def write_html(path: Path, report: Mapping[str, Any]) -> None:
+    atomic_write(path, render_html(report))

@@ -6,9 +6,10 @@ Floats that are undefined (nan) become null, never a number, so a JSON consumer 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from iqa_eval.types import CellResult, MetricValue
+from iqa_eval.types import CellResult, Item, MetricValue
 
 SCHEMA_VERSION = "1.0"
 
@@ -24,9 +25,16 @@ def metric_record(metric: MetricValue) -> dict[str, Any]:
 
 
 def cell_record(
-    result: CellResult, stage: int, gate: dict[str, object] | None, message: str
+    result: CellResult,
+    stage: int,
+    gate: dict[str, object] | None,
+    message: str,
+    items: Sequence[Item] = (),
 ) -> dict[str, Any]:
+    """The record of an evaluated cell; ``items`` give each prediction its stimulus path, so the
+    HTML report can show the worst-judged images without the dataset at hand (None: unknown)."""
     spec = result.spec
+    paths = {item.id: item.image.path for item in items}
     return {
         "id": spec.id,
         "stage": stage,
@@ -48,7 +56,13 @@ def cell_record(
         "message": message,
         "notes": list(result.notes),
         "predictions": [
-            {"item": p.item_id, "truth": p.truth, "predicted": p.predicted, "group": p.group}
+            {
+                "item": p.item_id,
+                "truth": p.truth,
+                "predicted": p.predicted,
+                "group": p.group,
+                "image": paths.get(p.item_id),
+            }
             for p in result.predictions
         ],
         "examples": [

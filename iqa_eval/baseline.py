@@ -1,0 +1,351 @@
+"""Regression tests against a previous run: a paired bootstrap of the metric difference.
+
+Two runs of a cell are compared on the items both judged, never on their published values: the
+published values may rest on different items (another failure pattern, a changed sample), and
+a point comparison cannot tell a regression from the noise of a few dozen stimuli. Pairing is
+what makes the test sensitive: both runs are resampled with the same draw of units, so the
+difficulty of the drawn units cancels in the difference and only the models' disagreement
+remains. The resampled unit is the unit of the cell's metric: whole groups for a local mean,
+items for a global value.
+
+A cell regresses when the whole 95% interval of (now - baseline) lies below ``-tolerance``, that
+is when the one-sided p-value of "no worse than the tolerance allows" is below 0.025.
+Improvements are reported, never failed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy.stats import norm, rankdata
+from scipy.stats import t as t_dist
+
+from iqa_eval.metrics import correlation, fit_logistic, krcc, logistic4, pearson, plcc
+
+FloatArray = npt.NDArray[np.float64]
+
+DEFAULT_TOLERANCE = 0.02
+LEVEL = 0.95
+N_RESAMPLES = 1000
+COMPARABLE = ("srcc", "krcc", "plcc")
+# Truth values of one item in two runs that differ by more than this mean the dataset changed.
+_TRUTH_ATOL = 1e-9
+
+
+class BaselineError(ValueError):
+    """A baseline file that cannot be used; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One cell against its baseline; ``note`` says why there is no test when values are None."""
+
+    metric: str
+    baseline_value: float | None
+    now_value: float | None
+    delta: float | None
+    ci: tuple[float | None, float | None]
+    p_value: float | None
+    regressed: bool
+    n_units: int
+    unit: str
+    tolerance: float
+    note: str = ""
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "baseline_value": self.baseline_value,
+            "now_value": self.now_value,
+            "delta": self.delta,
+            "ci": list(self.ci),
+            "p_value": self.p_value,
+            "regressed": self.regressed,
+            "n_units": self.n_units,
+            "unit": self.unit,
+            "tolerance": self.tolerance,
+            "note": self.note,
+        }
+
+    def message(self) -> str:
+        if self.delta is None:
+            return f"baseline: no comparison ({self.note})"
+        lo, hi = self.ci
+        verdict = "REGRESSED" if self.regressed else "no regression"
+        return (
+            f"baseline {verdict}: {self.metric} baseline {self.baseline_value:.3f}, "
+            f"now {self.now_value:.3f}, "
+            f"delta {self.delta:+.3f} (95% CI [{_fmt(lo)}, {_fmt(hi)}], p={self.p_value:.3g}, "
+            f"paired over {self.n_units} {self.unit}; tolerance {self.tolerance:g})"
+            + (f"; {self.note}" if self.note else "")
+        )
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:+.3f}"
+
+
+# ------------------------------------------------------------------------ matching cells
+
+
+def cell_key(record: Mapping[str, Any]) -> str:
+    """How a cell is found in another run.
+
+    Stage-2 cells are matched by model, dataset, setting, attribute and subset alone: their
+    prompting system is chosen by the run itself, and a model that got worse may well have a
+    different best system, which must not hide the regression.
+    """
+    if record.get("stage") == 2:
+        parts = (record["model"], record["dataset"], f"{record['setting']}_{record['attribute']}")
+        return "/".join([*parts, "best", "best", str(record["subset"])])
+    return str(record["id"])
+
+
+def index_cells(cells: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    return {cell_key(c): c for c in cells}
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _group_values(name: str, x: FloatArray, y: FloatArray, labels: npt.NDArray[np.str_]) -> FloatArray:
+    """The metric inside each group (nan where a group carries no information), in label order.
+
+    This follows the cell's own local mean: PLCC maps predictions through one logistic fitted
+    on all items before correlating inside groups, and a constant prediction counts as 0.
+    """
+    if name == "srcc":
+        return _group_srcc(x, y, np.unique(labels, return_inverse=True)[1])
+    if name == "plcc":
+        params = fit_logistic(x, y)
+        x = logistic4(x, *params) if params is not None else x
+    out = []
+    for label in np.unique(labels):
+        member = labels == label
+        xg, yg = x[member], y[member]
+        if name == "plcc":
+            informative = xg.size >= 2 and np.ptp(yg) > 0
+            value = (pearson(xg, yg) if np.ptp(xg) > 0 else 0.0) if informative else math.nan
+        else:
+            value = correlation(name, xg, yg, [str(label)] * xg.size)[0]
+        out.append(value)
+    return np.asarray(out, dtype=np.float64)
+
+
+def _group_srcc(x: FloatArray, y: FloatArray, codes: npt.NDArray[np.intp]) -> FloatArray:
+    """Spearman inside every group at once, the same numbers the per-group loop gives.
+
+    A rank inside a group is a global rank of (group, global rank) minus the items of the
+    groups before it; ties stay ties because equal values share their global rank. One call
+    per cell instead of one per group keeps a baseline check of a whole run cheap.
+    """
+    counts = np.bincount(codes).astype(np.float64)
+    before = np.cumsum(counts) - counts
+
+    def ranks(v: FloatArray) -> FloatArray:
+        combined = codes * (v.size + 1.0) + np.asarray(rankdata(v), dtype=np.float64)
+        r = np.asarray(rankdata(combined), dtype=np.float64) - before[codes]
+        return r - (np.bincount(codes, weights=r) / counts)[codes]
+
+    rx, ry = ranks(x), ranks(y)
+    sxx, syy = np.bincount(codes, weights=rx * rx), np.bincount(codes, weights=ry * ry)
+    sxy = np.bincount(codes, weights=rx * ry)
+    informative = (counts >= 2) & (syy > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.clip(sxy / np.sqrt(sxx * syy), -1.0, 1.0)
+    return np.where(informative, np.where(sxx > 0, r, 0.0), np.nan)
+
+
+def _spearman_rows(x: FloatArray, y: FloatArray) -> FloatArray:
+    rx = np.asarray(rankdata(x, axis=1), dtype=np.float64)
+    ry = np.asarray(rankdata(y, axis=1), dtype=np.float64)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    den = np.sqrt(np.sum(rx * rx, axis=1) * np.sum(ry * ry, axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, np.sum(rx * ry, axis=1) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _global_rows(name: str, x: FloatArray, y: FloatArray) -> FloatArray:
+    if name == "srcc":
+        return _spearman_rows(x, y)
+    single = krcc if name == "krcc" else (lambda a, b: plcc(a, b)[0])
+    return np.array([single(xr, yr) for xr, yr in zip(x, y, strict=True)], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class PairedSample:
+    """Both runs' predictions on the shared items, with the truth and the groups they share."""
+
+    truth: FloatArray
+    now: FloatArray
+    base: FloatArray
+    groups: npt.NDArray[np.str_] | None
+
+
+def paired_bootstrap(
+    name: str,
+    sample: PairedSample,
+    *,
+    tolerance: float,
+    seed: int,
+    n_resamples: int = N_RESAMPLES,
+) -> Comparison:
+    """The difference now - baseline of a correlation metric, its interval and its p-value."""
+    if name not in COMPARABLE:
+        raise ValueError(f"cannot recompute metric {name!r} from predictions; comparable: {COMPARABLE}")
+    rng = np.random.default_rng(seed)
+    y, a, b = sample.truth, sample.now, sample.base
+    if sample.groups is not None:
+        unit = "groups"
+        va, vb = _group_values(name, a, y, sample.groups), _group_values(name, b, y, sample.groups)
+        keep = np.isfinite(va) & np.isfinite(vb)
+        diffs, va, vb = va[keep] - vb[keep], va[keep], vb[keep]
+        n = int(diffs.size)
+        if n < 2:
+            return _untestable(name, tolerance, n, unit, "fewer than 2 informative shared groups")
+        now_value, base_value = float(va.mean()), float(vb.mean())
+        samples = diffs[rng.integers(0, n, size=(n_resamples, n))].mean(axis=1)
+    else:
+        unit, n = "items", int(y.size)
+        now_value = float(_global_rows(name, a[None, :], y[None, :])[0])
+        base_value = float(_global_rows(name, b[None, :], y[None, :])[0])
+        if n < 3 or not (math.isfinite(now_value) and math.isfinite(base_value)):
+            return _untestable(name, tolerance, n, unit, "the metric is undefined on the shared items")
+        idx = rng.integers(0, n, size=(n_resamples, n))
+        samples = _global_rows(name, a[idx], y[idx]) - _global_rows(name, b[idx], y[idx])
+    defined = samples[np.isfinite(samples)]
+    if defined.size == 0:
+        return _untestable(name, tolerance, n, unit, "the metric is undefined on every resample")
+    expansion = _expansion(n)
+    tail = float(norm.cdf(-expansion * t_dist.ppf(1.0 - (1.0 - LEVEL) / 2.0, n - 1)))
+    low, high = (float(q) for q in np.quantile(defined, [tail, 1.0 - tail]))
+    share = max(float(np.mean(defined >= -tolerance)), 1.0 / (defined.size + 1))
+    p_value = float(t_dist.sf(-norm.ppf(share) / expansion, n - 1))
+    dropped = samples.size - defined.size
+    return Comparison(
+        metric=name,
+        baseline_value=base_value,
+        now_value=now_value,
+        delta=now_value - base_value,
+        ci=(low, high),
+        p_value=p_value,
+        regressed=high < -tolerance,
+        n_units=n,
+        unit=unit,
+        tolerance=tolerance,
+        note=f"{dropped} of {samples.size} resamples undefined, left out" if dropped else "",
+    )
+
+
+def _expansion(n: int) -> float:
+    """Widening of the percentile interval for few units (Hesterberg's expanded percentile).
+
+    A percentile bootstrap over n units is too narrow by about sqrt((n-1)/n) and by using normal
+    instead of t quantiles; with the 16 groups of a typical FR cell that alone would raise the
+    false alarm rate from 2.5% to about 4%. Mapping the tail through t with n-1 degrees of
+    freedom, times sqrt(n/(n-1)), restores the nominal level; the p-value goes through the same
+    map, so "p < 0.025" and "interval below -tolerance" are the same decision.
+    """
+    return math.sqrt(n / (n - 1))
+
+
+def _untestable(name: str, tolerance: float, n: int, unit: str, note: str) -> Comparison:
+    return Comparison(name, None, None, None, (None, None), None, False, n, unit, tolerance, note)
+
+
+# ------------------------------------------------------------------- records and files
+
+
+def pair_predictions(now: Mapping[str, Any], base: Mapping[str, Any]) -> tuple[PairedSample, list[str]]:
+    """Both cells' predictions on the items they share (same id and same truth), and notes.
+
+    An item whose truth differs between the runs is not the same stimulus any more (the data
+    changed): comparing its predictions would measure the data, not the model.
+    """
+    base_by_item = {p["item"]: p for p in base["predictions"]}
+    truth, a, b, groups = [], [], [], []
+    changed = 0
+    for p in now["predictions"]:
+        q = base_by_item.get(p["item"])
+        if q is None:
+            continue
+        if abs(float(p["truth"]) - float(q["truth"])) > _TRUTH_ATOL:
+            changed += 1
+            continue
+        truth.append(float(p["truth"]))
+        a.append(float(p["predicted"]))
+        b.append(float(q["predicted"]))
+        groups.append(str(p["group"]))
+    notes = []
+    if changed:
+        notes.append(f"{changed} item(s) left out: their ground truth differs from the baseline's")
+    only = len(now["predictions"]) + len(base["predictions"]) - 2 * (len(truth) + changed)
+    if only:
+        notes.append(f"{only} item(s) judged in only one of the runs left out")
+    metric = now["metrics"].get(now["primary_metric"]) or {}
+    local = metric.get("aggregation") == "local_mean"
+    sample = PairedSample(
+        np.asarray(truth, dtype=np.float64),
+        np.asarray(a, dtype=np.float64),
+        np.asarray(b, dtype=np.float64),
+        np.asarray(groups, dtype=np.str_) if local else None,
+    )
+    return sample, notes
+
+
+def compare_cells(
+    now: Mapping[str, Any],
+    base: Mapping[str, Any] | None,
+    *,
+    tolerance: float,
+    seed: int,
+    n_resamples: int = N_RESAMPLES,
+) -> Comparison:
+    """Compare a cell record with its baseline record (None: the baseline lacks the cell)."""
+    name = str(now.get("primary_metric") or "")
+    if base is None:
+        return _untestable(name, tolerance, 0, "items", "the baseline has no such cell")
+    if name not in COMPARABLE or base.get("primary_metric") != name:
+        return _untestable(
+            name, tolerance, 0, "items", f"primary metric {name!r} cannot be recomputed from predictions"
+        )
+    sample, notes = pair_predictions(now, base)
+    if base["id"] != now["id"]:
+        notes.insert(0, f"best system changed: baseline {base['protocol']}/{base['strategy']}")
+    result = paired_bootstrap(name, sample, tolerance=tolerance, seed=seed, n_resamples=n_resamples)
+    return replace(result, note="; ".join(filter(None, [result.note, *notes])))
+
+
+class Baseline:
+    """A previous run's report, indexed for lookups by cell."""
+
+    def __init__(self, cells: Sequence[Mapping[str, Any]], source: str) -> None:
+        self.cells = index_cells(cells)
+        self.source = source
+
+    @classmethod
+    def load(cls, path: str | Path) -> Baseline:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise BaselineError(f"{path}: baseline not found") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise BaselineError(f"{path}: not a JSON report: {err}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+            raise BaselineError(f"{path}: not an iqa-eval report (no 'cells' list)")
+        for n, cell in enumerate(data["cells"]):
+            if not isinstance(cell, dict) or not {"id", "stage", "predictions", "metrics"} <= set(cell):
+                raise BaselineError(f"{path}: cell #{n} lacks id, stage, metrics or predictions")
+        return cls(data["cells"], str(path))
+
+    def find(self, record: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        return self.cells.get(cell_key(record))
