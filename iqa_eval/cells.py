@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 
-from iqa_eval import selection
+import numpy as np
+
+from iqa_eval import selection, subsets
 from iqa_eval.datasets.base import Dataset
 from iqa_eval.protocols import ds, ms, ss
 from iqa_eval.protocols.base import Plan
@@ -20,7 +22,7 @@ from iqa_eval.protocols.demos import demonstration
 from iqa_eval.types import Answer, CellResult, CellSpec, Decoding, Example, Item, Judgement
 
 PROTOCOL_IMPLS: dict[str, ModuleType] = {"ss": ss, "ds": ds, "ms": ms}
-SUBSETS = ("uniform", "finegrained", "all")
+SUBSETS = ("uniform", "finegrained", "difficult", "all")
 EXAMPLES_PER_CELL = 12
 EXAMPLE_CHARS = 2000
 
@@ -33,6 +35,8 @@ def subset_items(dataset: Dataset, spec: CellSpec) -> tuple[Item, ...]:
         return selection.uniform(items, fr=spec.setting == "fr")
     if spec.subset == "finegrained":
         return selection.finegrained(items)
+    if spec.subset == "difficult":
+        return subsets.difficult_subset(dataset, spec.setting, spec.attribute)
     raise ValueError(f"unknown subset {spec.subset!r}; known: {', '.join(SUBSETS)}")
 
 
@@ -63,48 +67,76 @@ class Planner:
             spec.strategy,
             demo,
             self.decoding,
-            dataset.local,
+            dataset.local_in(spec.setting),
             self.seed,
             self.paper,
         )
         return plan
 
 
+def judge_answer(spec: CellSpec, answer: Answer | None) -> Judgement:
+    """An API failure or a parse failure keeps its reason; only valid text becomes values."""
+    if answer is None:
+        return Judgement(None, "not_run")
+    if not answer.ok or answer.text is None:
+        return Judgement(None, answer.error or "no_answer")
+    parsed: Judgement = PROTOCOL_IMPLS[spec.protocol].parse(answer.text, spec.setting)
+    return parsed
+
+
 def judge_answers(spec: CellSpec, plan: Plan, answers: Mapping[str, Answer]) -> dict[str, Judgement]:
-    """A judgement for every planned query: an API failure or a parse failure keeps its reason."""
-    parse = PROTOCOL_IMPLS[spec.protocol].parse
-    judged: dict[str, Judgement] = {}
-    for pq in plan.queries:
-        key = pq.query.key
-        if key in judged:
-            continue
-        answer = answers.get(key)
-        if answer is None:
-            judged[key] = Judgement(None, "not_run")
-        elif not answer.ok or answer.text is None:
-            judged[key] = Judgement(None, answer.error or "no_answer")
-        else:
-            judged[key] = parse(answer.text, spec.setting)
-    return judged
+    """A judgement for every planned query."""
+    return {pq.query.key: judge_answer(spec, answers.get(pq.query.key)) for pq in plan.queries}
+
+
+def random_judgement(protocol: str, rng: np.random.Generator) -> Judgement:
+    """What the study put in place of an answer it could not parse: a uniformly random one."""
+    if protocol == "ss":
+        return Judgement((float(rng.uniform(0, 100)),), description="random fill")
+    if protocol == "ds":
+        return Judgement((float(rng.integers(0, 3)),), description="random fill")
+    return Judgement(tuple(float(r) for r in rng.permutation(4)), description="random fill")
 
 
 def evaluate(
-    spec: CellSpec, plan: Plan, answers: Mapping[str, Answer], seed: int, n_resamples: int = 1000
+    spec: CellSpec,
+    plan: Plan,
+    answers: Mapping[str, Answer],
+    seed: int,
+    n_resamples: int = 1000,
+    random_fill: bool = False,
 ) -> CellResult:
+    """The cell's result. ``random_fill`` (paper compatibility only) scores failed answers at
+    random as the study did; failures are still counted as failures, and every metric and the
+    cell's notes say how many judgements were invented."""
     judged = judge_answers(spec, plan, answers)
     pairs = [(pq, judged[pq.query.key]) for pq in plan.queries]
-    aggregate = PROTOCOL_IMPLS[spec.protocol].aggregate(plan, pairs, seed, n_resamples)
     failures = Counter(j.failure for _, j in pairs if j.failure is not None)
+    notes = list(plan.notes)
+    if random_fill and failures:
+        rng = np.random.default_rng(seed)
+        pairs = [(pq, j if j.ok else random_judgement(spec.protocol, rng)) for pq, j in pairs]
+        notes.append(
+            f"PAPER RANDOM FILL: {sum(failures.values())} of {len(pairs)} judgements are random "
+            "stand-ins for failed answers; every metric of this cell is affected"
+        )
+    aggregate = PROTOCOL_IMPLS[spec.protocol].aggregate(plan, pairs, seed, n_resamples)
+    metrics = aggregate.metrics
+    if random_fill and failures:
+        mark = f"includes {sum(failures.values())} random-fill judgements"
+        metrics = {
+            name: replace(m, note="; ".join(filter(None, [m.note, mark]))) for name, m in metrics.items()
+        }
     return CellResult(
         spec=spec,
         n_items=len(plan.items),
         n_queries=len(plan.queries),
         n_failed=dict(sorted(failures.items())),
-        metrics=aggregate.metrics,
+        metrics=metrics,
         primary_metric=aggregate.primary_metric,
         predictions=aggregate.predictions,
         examples=_examples(plan, pairs, answers),
-        notes=plan.notes + aggregate.notes,
+        notes=tuple(notes) + aggregate.notes,
     )
 
 

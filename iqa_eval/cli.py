@@ -8,21 +8,36 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
+
+from iqa_eval import subsets
+from iqa_eval.baseline import DEFAULT_TOLERANCE
 from iqa_eval.cache import ResponseCache
 from iqa_eval.datasets.builtin import BuiltinDataset
+from iqa_eval.datasets.registry import NAMES
+from iqa_eval.models.replay import ReplayError, export_replay
+from iqa_eval.report.compare import compare_reports
+from iqa_eval.report.history import HISTORY_NAME, HistoryError, append_history, read_history
 from iqa_eval.report.html import write_html
-from iqa_eval.report.writer import HTML_NAME
+from iqa_eval.report.merge import MergeError, merge_reports
+from iqa_eval.report.trend import write_trend
+from iqa_eval.report.writer import HTML_NAME, write_json
+
+BASELINES = Path("fixtures/baselines")
+TREND_NAME = "iqa-trend.html"
 
 
 class CliError(Exception):
     """A user mistake, reported in one line without a traceback."""
 
 
-def _load_report(path: Path) -> dict[str, object]:
+def _load_report(path: Path) -> dict[str, Any]:
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -42,6 +57,79 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trend(args: argparse.Namespace) -> int:
+    directory = Path(args.report_dir)
+    try:
+        history = read_history(directory / HISTORY_NAME)
+    except HistoryError as err:
+        raise CliError(str(err)) from None
+    out = Path(args.output) if args.output else directory / TREND_NAME
+    write_trend(out, history)
+    print(out)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    before, after = _load_report(Path(args.a)), _load_report(Path(args.b))
+    table, notes = compare_reports(before, after, tolerance=args.tolerance, seed=int(after["run"]["seed"]))
+    print(f"A = {args.a}\nB = {args.b}  (delta = B - A; paired over the items both judged)")
+    if not table.empty:
+        signed = {name: (lambda x: "n/a" if pd.isna(x) else f"{x:+.3f}") for name in ("A", "B", "delta")}
+        width = int(table["cell"].str.len().max())
+        formatters = {
+            **signed,
+            "cell": lambda text: str(text).ljust(width),
+            "p": lambda x: "n/a" if pd.isna(x) else f"{x:.3g}",
+        }
+        with pd.option_context("display.width", 250, "display.max_colwidth", 120, "display.max_rows", None):
+            print(table.to_string(index=False, formatters=formatters, justify="left"))
+    print("; ".join(notes))
+    return 1 if args.fail_on_regression and bool(table["regressed"].any()) else 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    reports = [(path, _load_report(Path(path))) for path in args.reports]
+    try:
+        merged = merge_reports(reports)
+    except MergeError as err:
+        raise CliError(str(err)) from None
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, merged)
+    write_html(out.with_suffix(".html"), merged)
+    print(out)
+    print(out.with_suffix(".html"))
+    if not args.no_history:
+        print(append_history(out.parent, merged))
+    return 0
+
+
+def _baseline_name(report: dict[str, Any]) -> str:
+    specs = report["run"].get("model_specs") or [m["spec"] for m in report["run"]["models"]]
+    return "+".join(re.sub(r"[^A-Za-z0-9._-]+", "-", str(spec)).strip("-") for spec in specs) or "baseline"
+
+
+def cmd_bless(args: argparse.Namespace) -> int:
+    """A baseline is the report minus the model's answers: the paired test needs predictions
+    only, and a file kept in the repository should not hold model text."""
+    report = _load_report(Path(args.report))
+    run = report["run"]
+    if run.get("partial") or run.get("shard"):
+        what = f"shard {run['shard']}" if run.get("shard") else "a partial run"
+        raise CliError(
+            f"{args.report} is {what}; bless the report of a whole run (iqa-eval merge the shards)"
+        )
+    if not report["cells"]:
+        raise CliError(f"{args.report} has no cells")
+    out = Path(args.to) if args.to else BASELINES / f"{_baseline_name(report)}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    blessed = {**report, "cells": [{**cell, "examples": []} for cell in report["cells"]]}
+    blessed["run"] = {**run, "blessed_from": str(args.report)}
+    write_json(out, blessed)
+    print(f"{out}: baseline of {len(report['cells'])} cells; use it with --iqa-baseline {out}")
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     cache = ResponseCache(args.cache)
     if args.action == "stats":
@@ -50,6 +138,14 @@ def cmd_cache(args: argparse.Namespace) -> int:
         )
     elif args.action == "clear":
         print(f"{cache.path}: removed {cache.clear()} answers")
+    elif args.action == "export":
+        if not args.file:
+            raise CliError("cache export needs a FILE to write")
+        try:
+            count = export_replay(cache, Path(args.file), model=args.model)
+        except ReplayError as err:
+            raise CliError(str(err)) from None
+        print(f"{args.file}: {count} recorded answers; replay them with --iqa-model replay:{args.file}")
     return 0
 
 
@@ -61,7 +157,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     print(f"  license: {card.license}")
     for setting, attribute in builtin.cells():
         print(f"  {setting}_{attribute}: {len(builtin.items(setting, attribute))} items")
-    return 0
+    return subsets.cmd_datasets_list(args)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -71,14 +167,71 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("json", help="path of iqa-report.json")
     r.add_argument("-o", "--output", help="HTML file to write (default: beside the JSON)")
     r.set_defaults(func=cmd_report)
-    c = sub.add_parser("cache", help="inspect or clear the response cache")
-    c.add_argument("action", choices=["stats", "clear"])
+    t = sub.add_parser("trend", help="chart capability per attribute and protocol over the run history")
+    t.add_argument(
+        "--report-dir", default="reports", help="directory holding history.jsonl (default reports)"
+    )
+    t.add_argument("-o", "--output", help=f"HTML file to write (default: {TREND_NAME} in the report dir)")
+    t.set_defaults(func=cmd_trend)
+    m = sub.add_parser("compare", help="table of metric deltas for the cells two reports share")
+    m.add_argument("a", help="the earlier report (iqa-report.json)")
+    m.add_argument("b", help="the later report")
+    m.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help=f"drop a cell may show before it counts as regressed (default {DEFAULT_TOLERANCE})",
+    )
+    m.add_argument("--fail-on-regression", action="store_true", help="exit with 1 when any cell regressed")
+    m.set_defaults(func=cmd_compare)
+    g = sub.add_parser("merge", help="join the reports of shards (--iqa-shard) into the report of one run")
+    g.add_argument("reports", nargs="+", help="iqa-report.json files to merge")
+    g.add_argument("-o", "--output", required=True, help="merged JSON report to write (HTML beside it)")
+    g.add_argument(
+        "--no-history", action="store_true", help="do not append the run to history.jsonl beside it"
+    )
+    g.set_defaults(func=cmd_merge)
+    b = sub.add_parser("baseline", help="manage baselines for --iqa-baseline")
+    b_sub = b.add_subparsers(dest="action", required=True)
+    bless = b_sub.add_parser("bless", help="store a report as the baseline later runs are compared with")
+    bless.add_argument("report", help="iqa-report.json of a whole run")
+    bless.add_argument("--to", help=f"baseline file (default {BASELINES}/<models>.json)")
+    bless.set_defaults(func=cmd_bless)
+    c = sub.add_parser("cache", help="inspect, clear or export the response cache")
+    c.add_argument("action", choices=["stats", "clear", "export"])
+    c.add_argument("file", nargs="?", help="export: the JSON Lines replay file to write")
+    c.add_argument("--model", help="export: only this model fingerprint")
     c.add_argument("--cache", default=".iqa_cache", help="cache directory (default .iqa_cache)")
     c.set_defaults(func=cmd_cache)
-    d = sub.add_parser("datasets", help="list the datasets and their cells")
-    d.add_argument("action", choices=["list"])
-    d.add_argument("--cache", default=".iqa_cache", help="cache directory (default .iqa_cache)")
-    d.set_defaults(func=cmd_datasets)
+    d = sub.add_parser("datasets", help="list the datasets, verify a copy, build Aug-KADID")
+    dsub = d.add_subparsers(dest="action", required=True)
+    dl = dsub.add_parser("list", help="the built-in's cells and the public datasets --iqa-data accepts")
+    dl.add_argument("--cache", default=".iqa_cache", help="cache directory (default .iqa_cache)")
+    dl.set_defaults(func=cmd_datasets)
+    dv = dsub.add_parser("verify", help="check a public dataset copy: files, counts, score range")
+    dv.add_argument("name", help=f"one of {', '.join(NAMES)}")
+    dv.add_argument("path", help="the dataset folder")
+    dv.add_argument("--decode", action="store_true", help="also decode every image (slow)")
+    dv.set_defaults(func=subsets.cmd_datasets_verify)
+    da = dsub.add_parser("make-aug-kadid", help="build Aug-KADID from a KADID-10k copy")
+    da.add_argument("kadid", help="the KADID-10k folder (dmos.csv, images/)")
+    da.add_argument("out", help="a new folder for Aug-KADID")
+    da.add_argument("--seed", type=int, default=0)
+    da.set_defaults(func=subsets.cmd_make_aug_kadid)
+    s = sub.add_parser("select", help="difficult subsets of a public dataset, cached for the suite")
+    s.add_argument("name", help=f"one of {', '.join(NAMES)}")
+    s.add_argument("path", help="the dataset folder")
+    s.add_argument("--n", type=int, default=150, help="items per cell (default 150)")
+    s.add_argument("--cell", action="append", help="e.g. fr_structure (repeatable; default: all cells)")
+    s.add_argument("--features", default="handcrafted", help="handcrafted or hf:<CLIP path or hub id>")
+    s.add_argument(
+        "--proxy", action="append", help="expert measure as proxy (repeatable; default per setting)"
+    )
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--max-candidates", type=int, default=None, help="select among a seeded random subset")
+    s.add_argument("--cache", default=".iqa_cache", help="where the suite looks for selections")
+    s.add_argument("-o", "--output", help="also write the manifests to this JSON file")
+    s.set_defaults(func=subsets.cmd_select)
     return p
 
 

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from iqa_eval.datasets.registry import NAMES
 from iqa_eval.models.base import ModelOptions
+from iqa_eval.pricing import PricesError, PriceTable
 from iqa_eval.types import Decoding
 
 if sys.version_info >= (3, 11):
@@ -40,7 +42,15 @@ class RunConfig:
     seed: int = 0
     progress: bool = True
     decoding: Decoding = field(default_factory=Decoding)
+    paper: bool = False
+    random_fill: bool = False
     model_options: ModelOptions = field(default_factory=ModelOptions)
+    budget_usd: float | None = None
+    prices: PriceTable = field(default_factory=PriceTable)
+    baseline: Path | None = None
+    shard: tuple[int, int] | None = None
+    data: tuple[tuple[str, Path], ...] = ()
+    features: str = "handcrafted"
 
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else self.root / path
@@ -49,7 +59,17 @@ class RunConfig:
 # name -> (type, default); the same names serve as ``--iqa-<name>`` options, ini keys
 # ``iqa_<name>`` and keys of ``[tool.iqa_eval]``.
 OPTIONS: dict[str, tuple[type, Any, str]] = {
-    "model": (list, [DEFAULT_MODEL], "model spec to evaluate (repeatable): expert, expert:<metric>"),
+    "model": (
+        list,
+        [DEFAULT_MODEL],
+        "model spec (repeatable): expert, expert:<metric>, openai:<model>, hf:<dir or id>, replay:<file>",
+    ),
+    "data": (list, [], "public dataset to add as NAME=PATH (repeatable); names: iqa-eval datasets list"),
+    "features": (
+        str,
+        "handcrafted",
+        "semantic features of difficult-sample selection: handcrafted or hf:<CLIP path or hub id>",
+    ),
     "gates": (str, None, "gate profile (TOML); default fixtures/gates/default.toml when present"),
     "report_dir": (str, "reports", "where iqa-report.json and iqa-report.html are written"),
     "cache": (str, ".iqa_cache", "directory of the response cache and generated datasets"),
@@ -63,6 +83,16 @@ OPTIONS: dict[str, tuple[type, Any, str]] = {
     "timeout": (float, 120.0, "seconds before a request counts as timed out (and is retried)"),
     "device": (str, "cpu", "torch device of local (hf:) models"),
     "dtype": (str, "float32", "torch dtype of local (hf:) models"),
+    "budget_usd": (float, None, "stop sending API requests once the run has spent this many USD"),
+    "prices": (str, None, "TOML file of USD prices per 1M tokens, over the built-in table"),
+    "compat": (
+        str,
+        "default",
+        "'paper' reproduces the study: anchor-first DS, seed 20, fixed labels, re-asks",
+    ),
+    "paper_random_fill": (bool, False, "paper mode only: score failed answers at random, as the study did"),
+    "baseline": (str, None, "previous iqa-report.json: fail cells significantly worse than there"),
+    "shard": (str, None, "run share K/N of the cells (give each shard its own report dir)"),
 }
 
 
@@ -111,10 +141,26 @@ def build(root: Path, values: dict[str, Any]) -> RunConfig:
         gates = str(DEFAULT_GATES)
     if values["max_tokens"] < 1:
         raise ConfigError(f"max_tokens must be at least 1, got {values['max_tokens']}")
+    if values["compat"] not in ("default", "paper"):
+        raise ConfigError(f"compat must be 'default' or 'paper', got {values['compat']!r}")
+    if values["paper_random_fill"] and values["compat"] != "paper":
+        raise ConfigError("paper_random_fill only exists in paper compatibility mode (--iqa-compat paper)")
     if values["image_detail"] not in ("low", "high", "auto"):
         raise ConfigError(f"image_detail must be low, high or auto, got {values['image_detail']!r}")
+    budget = values["budget_usd"]
+    if budget is not None and not budget >= 0:
+        raise ConfigError(f"budget_usd must be a non-negative number of USD, got {budget}")
+    try:
+        prices = PriceTable.load(root / values["prices"]) if values["prices"] else PriceTable()
+    except PricesError as err:
+        raise ConfigError(str(err)) from None
+    features = values["features"]
+    if features != "handcrafted" and not (features.startswith("hf:") and len(features) > 3):
+        raise ConfigError(f"features must be 'handcrafted' or 'hf:<CLIP path or hub id>', got {features!r}")
     config = RunConfig(
         root=root,
+        data=parse_data(root, values["data"]),
+        features=features,
         models=models,
         gates=Path(gates) if gates else None,
         report_dir=Path(values["report_dir"]),
@@ -123,6 +169,8 @@ def build(root: Path, values: dict[str, Any]) -> RunConfig:
         concurrency=concurrency,
         seed=values["seed"],
         decoding=Decoding(temperature=values["temperature"], max_tokens=values["max_tokens"]),
+        paper=values["compat"] == "paper",
+        random_fill=values["paper_random_fill"],
         model_options=ModelOptions(
             base_urls=tuple(values["base_url"]),
             image_detail=values["image_detail"],
@@ -130,5 +178,38 @@ def build(root: Path, values: dict[str, Any]) -> RunConfig:
             device=values["device"],
             dtype=values["dtype"],
         ),
+        budget_usd=budget,
+        prices=prices,
+        baseline=Path(values["baseline"]) if values["baseline"] else None,
+        shard=parse_shard(values["shard"]) if values["shard"] else None,
     )
     return config
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``K/N`` as (K, N) with 1 <= K <= N: shard numbers are 1-based, as CI matrices count."""
+    index, sep, count = text.partition("/")
+    if sep and index.strip().isdigit() and count.strip().isdigit():
+        k, n = int(index), int(count)
+        if 1 <= k <= n:
+            return k, n
+    raise ConfigError(f"shard must be K/N with 1 <= K <= N (e.g. 2/4), got {text!r}")
+
+
+def parse_data(root: Path, specs: list[str]) -> tuple[tuple[str, Path], ...]:
+    """``NAME=PATH`` specs as (name, folder), checked before anything is loaded: a known name,
+    used once, and an existing folder (relative paths are taken from the project root)."""
+    parsed: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, folder = (part.strip() for part in spec.partition("="))
+        if not sep or not name or not folder:
+            raise ConfigError(f"data {spec!r}: expected NAME=PATH, e.g. kadid10k=/data/kadid10k")
+        if name not in NAMES:
+            raise ConfigError(f"data {spec!r}: unknown dataset {name!r}; known: {', '.join(NAMES)}")
+        if name in parsed:
+            raise ConfigError(f"data {spec!r}: {name} is given twice")
+        path = Path(folder).expanduser()
+        if not (root / path).is_dir():
+            raise ConfigError(f"data {spec!r}: {root / path} is not a directory")
+        parsed[name] = path
+    return tuple(parsed.items())

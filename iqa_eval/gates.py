@@ -16,6 +16,7 @@ Profile format::
     select = "fr and color"    # a marker expression over the cell's markers
     metric = "srcc"            # default: the cell's primary metric
     threshold = 0.6
+    baseline_tolerance = 0.05  # with --iqa-baseline: a drop the cell may show before it regresses
 """
 
 from __future__ import annotations
@@ -36,7 +37,14 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 MARKERS: frozenset[str] = frozenset(
-    [*SETTINGS, *ATTRIBUTES, *PROTOCOLS, *STRATEGIES, *(f"{s}_{a}" for s in SETTINGS for a in ATTRIBUTES)]
+    [
+        *SETTINGS,
+        *ATTRIBUTES,
+        *PROTOCOLS,
+        *STRATEGIES,
+        *(f"{s}_{a}" for s in SETTINGS for a in ATTRIBUTES),
+        "metamorphic",
+    ]
 )
 
 
@@ -45,9 +53,10 @@ class GateError(ValueError):
 
 
 def cell_markers(spec: CellSpec) -> frozenset[str]:
-    return frozenset(
-        {spec.setting, spec.attribute, spec.protocol, spec.strategy, f"{spec.setting}_{spec.attribute}"}
-    )
+    markers = {spec.setting, spec.attribute, spec.protocol, spec.strategy, f"{spec.setting}_{spec.attribute}"}
+    if spec.subset == "metamorphic":
+        markers.add("metamorphic")
+    return frozenset(markers)
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,7 @@ class Gate:
     bound: str = "lower"
     min_coverage: float = 0.9
     known_gap: str | None = None
+    baseline_tolerance: float = 0.02
     source: str = "default gate: better than chance with confidence"
 
     def describe(self, metric: str) -> dict[str, object]:
@@ -66,6 +76,7 @@ class Gate:
             "bound": self.bound,
             "min_coverage": self.min_coverage,
             "known_gap": self.known_gap,
+            "baseline_tolerance": self.baseline_tolerance,
             "source": self.source,
         }
 
@@ -111,7 +122,7 @@ class _Rule:
     where: str
 
 
-_KEYS = {"metric", "threshold", "bound", "min_coverage", "known_gap"}
+_KEYS = {"metric", "threshold", "bound", "min_coverage", "known_gap", "baseline_tolerance"}
 
 
 class GateProfile:
@@ -169,9 +180,11 @@ def _checked(settings: Mapping[str, Any], where: str) -> dict[str, Any]:
     if unknown:
         raise GateError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_KEYS)}")
     out = dict(settings)
-    for key in ("threshold", "min_coverage"):
+    for key in ("threshold", "min_coverage", "baseline_tolerance"):
         if key in out and (not isinstance(out[key], (int, float)) or isinstance(out[key], bool)):
             raise GateError(f"{where}: {key} must be a number, got {out[key]!r}")
+    if "baseline_tolerance" in out and not out["baseline_tolerance"] >= 0:
+        raise GateError(f"{where}: baseline_tolerance must be >= 0, got {out['baseline_tolerance']}")
     if "min_coverage" in out and not 0 <= out["min_coverage"] <= 1:
         raise GateError(f"{where}: min_coverage must lie in [0, 1], got {out['min_coverage']}")
     if "bound" in out and out["bound"] not in ("lower", "point"):

@@ -219,7 +219,13 @@ def pixel_hash(rgb: NDArray[np.generic]) -> str:
     return digest.hexdigest()
 
 
-def encode_png(rgb: Pixels) -> bytes:
+# Transport encodings: the same pixels as PNG at different zlib levels, hence different bytes.
+# "png" is what every query uses; "png9" exists so that a metamorphic test can check that a
+# model's judgement does not depend on the bytes of a lossless file, only on its pixels.
+ENCODINGS: dict[str, int] = {"png": PNG_COMPRESS_LEVEL, "png9": 9}
+
+
+def encode_png(rgb: Pixels, compress_level: int = PNG_COMPRESS_LEVEL) -> bytes:
     """Losslessly encode an RGB array for transport to a model.
 
     PNG is used because every multimodal API accepts it and it is lossless.
@@ -229,7 +235,7 @@ def encode_png(rgb: Pixels) -> bytes:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"encode_png needs an HxWx3 uint8 array, got shape {rgb.shape} dtype {rgb.dtype}")
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
 
 
@@ -253,7 +259,7 @@ class ImageStore:
         self._guard = threading.Lock()
         self._path_locks: dict[str, threading.Lock] = {}
         self._decoded: dict[str, _Decoded] = {}
-        self._pngs: dict[str, bytes] = {}
+        self._pngs: dict[tuple[str, str], bytes] = {}
         self._decode_count = 0
         self._encode_count = 0
 
@@ -277,22 +283,24 @@ class ImageStore:
         """Read-only decoded pixels of ``path``, shared between callers."""
         return self._get_decoded(os.fspath(path)).pixels
 
-    def png(self, path: str | os.PathLike[str]) -> bytes:
+    def png(self, path: str | os.PathLike[str], encoding: str = "png") -> bytes:
         """Transport PNG of ``path``, encoded once however many requests use it."""
+        if encoding not in ENCODINGS:
+            raise ValueError(f"unknown transport encoding {encoding!r}; known: {', '.join(ENCODINGS)}")
         key = os.fspath(path)
-        cached = self._pngs.get(key)
+        cached = self._pngs.get((key, encoding))
         if cached is not None:
             return cached
         # Decode before taking the path lock: the decode takes that same
         # (non-reentrant) lock itself.
         pixels = self._get_decoded(key).pixels
         with self._lock_for(key):
-            cached = self._pngs.get(key)
+            cached = self._pngs.get((key, encoding))
             if cached is None:
-                cached = encode_png(pixels)
+                cached = encode_png(pixels, ENCODINGS[encoding])
                 with self._guard:
                     self._encode_count += 1
-                self._pngs[key] = cached
+                self._pngs[(key, encoding)] = cached
             return cached
 
     def _lock_for(self, key: str) -> threading.Lock:

@@ -9,28 +9,39 @@ controller in ``user_properties``, where the reports are written once.
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import os
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, NoReturn, cast
 
 import pytest
 
+from iqa_eval.baseline import Baseline, BaselineError, compare_cells
 from iqa_eval.config import OPTIONS, ConfigError, RunConfig, build, coerce, read_pyproject
 from iqa_eval.datasets.base import DatasetError
 from iqa_eval.engine import RunAborted
 from iqa_eval.gates import MARKERS, GateError, cell_markers, judge
 from iqa_eval.images import ImageError
+from iqa_eval.metamorphic import Case
 from iqa_eval.models.registry import ModelSpecError
+from iqa_eval.report.history import append_history
+from iqa_eval.report.plots import ScatterPlotter
 from iqa_eval.report.records import cell_record
 from iqa_eval.report.run_info import now
+from iqa_eval.report.summary import summary_lines
 from iqa_eval.report.writer import build_report, write_reports
 from iqa_eval.suite import Suite, Unsupported
-from iqa_eval.types import CellSpec
+from iqa_eval.types import CellResult, CellSpec, Item
 
 SUITE = pytest.StashKey[Suite]()
+BASELINE = pytest.StashKey[Baseline | None]()
 STAGE_MARK = "iqa_stage"
 PROPERTY = "iqa_cell"
+METAMORPHIC = "iqa_metamorphic"
+RELATION_MARK = "iqa_relation"
 USER_ERRORS = (ConfigError, GateError, ModelSpecError, DatasetError, ImageError)
 
 
@@ -61,8 +72,11 @@ def _run_config(config: pytest.Config) -> RunConfig:
         cli = config.getoption(dest)
         if cli is not None:
             value, where = cli, f"--iqa-{name.replace('_', '-')}"
-            if name in ("gates", "report_dir", "cache"):
-                value = str(Path(cli).absolute())  # as typed, relative to where pytest was started
+            # Paths typed on the command line are relative to where pytest was started.
+            if name in ("gates", "report_dir", "cache", "baseline", "prices"):
+                value = str(Path(cli).absolute())
+            elif name == "data":
+                value = [_absolute_data(entry) for entry in cli]
         elif name in project:
             value, where = project[name], f"[tool.iqa_eval] {name}"
         elif config.getini(dest) not in (None, []):
@@ -71,6 +85,11 @@ def _run_config(config: pytest.Config) -> RunConfig:
             value, where = default, "default"
         values[name] = coerce(name, value, where)
     return build(root, values)
+
+
+def _absolute_data(entry: str) -> str:
+    name, sep, path = entry.partition("=")
+    return f"{name}={Path(path).absolute()}" if sep and path else entry
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -83,6 +102,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for marker in sorted(MARKERS):
         config.addinivalue_line("markers", f"{marker}: iqa-eval cells of {marker}")
     config.addinivalue_line("markers", f"{STAGE_MARK}(n): iqa-eval stage of the cells of this test (1 or 2)")
+    config.addinivalue_line(
+        "markers", f"{RELATION_MARK}(protocol): the metamorphic relation this test checks"
+    )
     try:
         run_config = _run_config(config)
     except ConfigError as err:
@@ -95,8 +117,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if PROPERTY not in metafunc.fixturenames:
-        return
+    if PROPERTY in metafunc.fixturenames:
+        _parametrize_cells(metafunc)
+    elif METAMORPHIC in metafunc.fixturenames:
+        _parametrize_metamorphic(metafunc)
+
+
+def _parametrize_cells(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker(STAGE_MARK)
     if marker is None or marker.args[0] not in (1, 2):
         raise pytest.UsageError(
@@ -110,14 +137,30 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         raise pytest.UsageError(f"iqa-eval: {err}") from None
     params = []
     for spec in specs:
-        names = (
-            cell_markers(spec)
-            if stage == 1
-            else {spec.setting, spec.attribute, f"{spec.setting}_{spec.attribute}"}
-        )
-        marks = [getattr(pytest.mark, name) for name in sorted(names)]
-        params.append(pytest.param((stage, spec), id=spec.id, marks=marks))
+        # Stage-2 cells learn their system only at run time, so they carry no system markers.
+        names = cell_markers(spec) if stage == 1 else cell_markers(spec) - {spec.protocol, spec.strategy}
+        params.append(pytest.param((stage, spec), id=spec.id, marks=_marks(names)))
     metafunc.parametrize(PROPERTY, params, indirect=True)
+
+
+def _parametrize_metamorphic(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker(RELATION_MARK)
+    if marker is None or marker.args[0] not in ("ss", "ds", "ms"):
+        raise pytest.UsageError(
+            f"{metafunc.definition.nodeid}: a test using iqa_metamorphic needs "
+            "@pytest.mark.iqa_relation('ss'|'ds'|'ms')"
+        )
+    suite = metafunc.config.stash[SUITE]
+    try:
+        specs = suite.metamorphic_specs(marker.args[0])
+    except USER_ERRORS as err:
+        raise pytest.UsageError(f"iqa-eval: {err}") from None
+    params = [pytest.param((1, spec), id=spec.id, marks=_marks(cell_markers(spec))) for spec in specs]
+    metafunc.parametrize(METAMORPHIC, params, indirect=True)
+
+
+def _marks(names: Iterable[str]) -> list[pytest.MarkDecorator]:
+    return [getattr(pytest.mark, name) for name in sorted(names)]
 
 
 class CellCheck:
@@ -128,36 +171,48 @@ class CellCheck:
 
     def check(self) -> None:
         """Evaluate the cell and assert its gate; the record goes to the reports either way."""
+        self._run(self._result)
+
+    def _result(self) -> tuple[CellSpec, CellResult, dict[str, Any]]:
         spec, extra = self.spec, {}
-        try:
-            if self.stage == 2:
-                spec, best = self.suite.stage2_spec(spec)
-                extra = {
-                    "selected_by": {
-                        "rule": "highest mean stage-1 SRCC over attributes",
-                        "srcc": best.srcc,
-                        "ranking": [list(r) for r in best.ranking],
-                    }
+        if self.stage == 2:
+            spec, best = self.suite.stage2_spec(spec)
+            extra = {
+                "selected_by": {
+                    "rule": "highest mean stage-1 SRCC over attributes",
+                    "srcc": best.srcc,
+                    "ranking": [list(r) for r in best.ranking],
                 }
-            reason = self.suite.unsupported(spec)
-            if reason is not None:
-                raise Unsupported(reason)
-            result = self.suite.result(spec)
+            }
+        reason = self.suite.unsupported(spec)
+        if reason is not None:
+            raise Unsupported(reason)
+        return spec, self.suite.result(spec), extra
+
+    def _run(self, produce: Callable[[], tuple[CellSpec, CellResult, dict[str, Any]]]) -> None:
+        try:
+            spec, result, extra = produce()
         except Unsupported as err:
-            self._finish(_bare_record(spec, self.stage, "skipped", str(err)))
+            self._finish(_bare_record(self.spec, self.stage, "skipped", str(err)))
             pytest.skip(str(err))
         except RunAborted as err:
             self.node.session.shouldstop = f"iqa-eval stopped: {err}"
-            self._fail_with_error(spec, str(err))
+            self._fail_with_error(str(err))
         except USER_ERRORS as err:
-            self._fail_with_error(spec, str(err))
+            self._fail_with_error(str(err))
         gate = self.suite.gates.gate_for(spec)
         verdict = judge(result, gate)
-        record = cell_record(result, self.stage, dict(verdict.gate), verdict.message)
+        dataset = self.suite.datasets[spec.dataset]
+        stimuli = dataset.items(spec.setting, spec.attribute)
+        record = cell_record(result, self.stage, dict(verdict.gate), verdict.message, stimuli)
         record.update(extra)
         record["fingerprint"] = self.suite.clients[spec.model].fingerprint
-        record["dataset_digest"] = self.suite.datasets[spec.dataset].manifest_digest()
+        record["dataset_digest"] = dataset.manifest_digest()
+        regression = self._against_baseline(record, gate.baseline_tolerance)
         self._finish(record)
+        if regression is not None:
+            # Before the known-gap verdict: a cell that was expected to fail may still get worse.
+            pytest.fail(f"{regression}; gate: {verdict.message}", pytrace=False)
         if gate.known_gap is not None:
             if verdict.passed:
                 pytest.fail(
@@ -169,12 +224,44 @@ class CellCheck:
         if not verdict.passed:
             pytest.fail(verdict.message, pytrace=False)
 
+    def _against_baseline(self, record: dict[str, Any], tolerance: float) -> str | None:
+        """Compare with the baseline run, if any; returns the message of a regression."""
+        baseline = self.node.config.stash.get(BASELINE, None)
+        if baseline is None:
+            return None
+        comparison = compare_cells(
+            record, baseline.find(record), tolerance=tolerance, seed=self.suite.config.seed
+        )
+        record["baseline"] = comparison.to_record()
+        if not comparison.regressed:
+            return None
+        record["message"] = f"{comparison.message()}; {record['message']}"
+        return comparison.message()
+
     def _finish(self, record: dict[str, Any]) -> None:
         self.node.user_properties.append((PROPERTY, record))
 
-    def _fail_with_error(self, spec: CellSpec, message: str) -> NoReturn:
-        self._finish(_bare_record(spec, self.stage, "error", message))
+    def _fail_with_error(self, message: str) -> NoReturn:
+        self._finish(_bare_record(self.spec, self.stage, "error", message))
         pytest.fail(f"iqa-eval error: {message}", pytrace=False)
+
+
+class MetamorphicCheck(CellCheck):
+    """A metamorphic cell: the test draws the cases (with hypothesis), the suite answers them."""
+
+    @property
+    def groups(self) -> list[list[Item]]:
+        """The stage-1 sample in comparability groups: cases are drawn inside one group."""
+        return self.suite.metamorphic_items(self.spec)
+
+    def check_cases(self, cases: Sequence[Case]) -> None:
+        def produce() -> tuple[CellSpec, CellResult, dict[str, Any]]:
+            reason = self.suite.unsupported(self.spec)
+            if reason is not None:
+                raise Unsupported(reason)
+            return self.spec, self.suite.metamorphic_result(self.spec, cases), {}
+
+        self._run(produce)
 
 
 def _bare_record(spec: CellSpec, stage: int, outcome: str, message: str) -> dict[str, Any]:
@@ -194,6 +281,12 @@ def iqa_cell(request: pytest.FixtureRequest) -> CellCheck:
     return CellCheck(request.config.stash[SUITE], stage, spec, request.node)
 
 
+@pytest.fixture
+def iqa_metamorphic(request: pytest.FixtureRequest) -> MetamorphicCheck:
+    stage, spec = request.param
+    return MetamorphicCheck(request.config.stash[SUITE], stage, spec, request.node)
+
+
 def _selected_specs(items: list[pytest.Item]) -> list[tuple[int, CellSpec]]:
     out = []
     for item in items:
@@ -201,6 +294,29 @@ def _selected_specs(items: list[pytest.Item]) -> list[tuple[int, CellSpec]]:
         if callspec is not None and PROPERTY in callspec.params:
             out.append(callspec.params[PROPERTY])
     return out
+
+
+def _cell_id(item: pytest.Item) -> str:
+    """The cell an item tests (its node id when it tests none): what a shard is chosen by."""
+    callspec = getattr(item, "callspec", None)
+    for value in callspec.params.values() if callspec is not None else ():
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], CellSpec):
+            return value[1].id
+    return item.nodeid
+
+
+def shard_of(cell_id: str, count: int) -> int:
+    """The 1-based shard of a cell: a hash, not the collection order, so every machine of a CI
+    matrix agrees whatever it collected, and stage-1 and stage-2 cells spread alike."""
+    return int.from_bytes(hashlib.sha256(cell_id.encode()).digest()[:8], "big") % count + 1
+
+
+def _pytest_html_extras() -> Any:
+    """pytest-html's extras module when it is installed (it is optional), else None."""
+    try:
+        return importlib.import_module("pytest_html.extras")
+    except ImportError:
+        return None
 
 
 class RunPlugin:
@@ -212,6 +328,27 @@ class RunPlugin:
         self.records: dict[str, dict[str, Any]] = {}
         self.started = now()
         self.report_paths: tuple[Path, Path] | None = None
+        self.history_path: Path | None = None
+        self.write_seconds = 0.0
+        self.html_extras = _pytest_html_extras()
+        self._scatter: ScatterPlotter | None = None
+        baseline = suite.config.baseline
+        try:
+            config.stash[BASELINE] = Baseline.load(suite.config.resolve(baseline)) if baseline else None
+        except BaselineError as err:
+            raise pytest.UsageError(f"iqa-eval: {err}") from None
+
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        """Keep this shard's share of the items (``--iqa-shard K/N``), deselecting the rest."""
+        shard = self.suite.config.shard
+        if shard is None:
+            return
+        index, count = shard
+        keep = [item for item in items if shard_of(_cell_id(item), count) == index]
+        dropped = [item for item in items if shard_of(_cell_id(item), count) != index]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = keep
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Execute every selected cell's queries up front, deduplicated, in one engine run."""
@@ -265,35 +402,54 @@ class RunPlugin:
         if _is_worker(self.config) or not self.records:
             return
         suite = self.suite
+        shard = suite.config.shard
+        baseline = self.config.stash.get(BASELINE, None)
         run = {
             "started": self.started,
             "finished": now(),
             "seed": suite.config.seed,
             "partial": bool(session.shouldstop) or exitstatus == pytest.ExitCode.INTERRUPTED,
             "gates": suite.gates.source,
+            "model_specs": list(suite.config.models),
+            "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+            "baseline": baseline.source if baseline else None,
+            # Per process: under pytest-xdist the controller sends nothing, so this is null.
+            "usage": suite.usage(),
         }
+        start = time.perf_counter()
         report = build_report(list(self.records.values()), run, suite.config.root)
-        self.report_paths = write_reports(report, suite.config.resolve(suite.config.report_dir))
+        directory = suite.config.resolve(suite.config.report_dir)
+        self.report_paths = write_reports(report, directory)
+        # A shard is part of a run: `iqa-eval merge` appends the whole run's line instead.
+        if shard is None:
+            self.history_path = append_history(directory, report)
+        self.write_seconds = time.perf_counter() - start
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.suite.close()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.report_paths is None:
             return
         terminalreporter.write_sep("-", "iqa-eval cells")
-        for record in sorted(self.records.values(), key=lambda r: (r["stage"], r["id"])):
-            terminalreporter.write_line(summary_line(record))
-        terminalreporter.write_sep("-", "iqa-eval reports")
-        for path in self.report_paths:
+        for line in summary_lines(list(self.records.values())):
+            terminalreporter.write_line(line)
+        terminalreporter.write_sep("-", f"iqa-eval reports (written in {self.write_seconds:.1f}s)")
+        for path in (*self.report_paths, *([self.history_path] if self.history_path else [])):
             terminalreporter.write_line(str(path))
 
-
-def summary_line(record: dict[str, Any]) -> str:
-    metric = record["metrics"].get(record["primary_metric"] or "", {})
-    value, ci = metric.get("value"), metric.get("ci", [None, None])
-
-    def f(x: float | None) -> str:
-        return "  n/a" if x is None else f"{x:+.3f}"
-
-    return (
-        f"{record['outcome']:<7} {record['id']:<60} {record['primary_metric'] or '-':<5} {f(value)} "
-        f"[{f(ci[0])}, {f(ci[1])}] cov {100 * record['coverage']:5.1f}%"
-    )
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        """With pytest-html installed, its report shows each cell's scatter plot too."""
+        report = yield
+        if self.html_extras is None or report.when != "call":
+            return report
+        for name, value in item.user_properties:
+            record = cast(dict[str, Any], value)
+            if name == PROPERTY and record.get("predictions"):
+                self._scatter = self._scatter or ScatterPlotter()
+                uri = self._scatter.render(record["predictions"], str(record["id"]))
+                if uri is not None:
+                    extra = self.html_extras.png(uri.partition(",")[2], name="prediction vs ground truth")
+                    report.extras = [*getattr(report, "extras", []), extra]
+        return report

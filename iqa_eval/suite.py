@@ -8,25 +8,30 @@ run first, so the outcome is the same under any test order and any number of xdi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from functools import cached_property
 
+from iqa_eval import metamorphic
 from iqa_eval.cache import ResponseCache
-from iqa_eval.cells import PROTOCOL_IMPLS, Planner, evaluate
+from iqa_eval.cells import PROTOCOL_IMPLS, Planner, evaluate, judge_answer
 from iqa_eval.config import RunConfig
 from iqa_eval.datasets.base import Dataset
 from iqa_eval.datasets.builtin import BuiltinDataset
+from iqa_eval.datasets.public import SelectionOptions
+from iqa_eval.datasets.registry import load_dataset
 from iqa_eval.engine import Engine
 from iqa_eval.gates import Gate, GateProfile
 from iqa_eval.images import ImageStore
 from iqa_eval.models.base import ModelClient
 from iqa_eval.models.registry import make_client
 from iqa_eval.protocols.base import Plan
-from iqa_eval.types import STRATEGIES, Answer, CellResult, CellSpec, Protocol, Strategy
+from iqa_eval.subsets import stage2_subset
+from iqa_eval.types import STRATEGIES, Answer, CellResult, CellSpec, Item, Protocol, Strategy
 
 STAGE1_SUBSET = "uniform"
-STAGE2_SUBSET = "finegrained"
+METAMORPHIC_SUBSET = "metamorphic"
+PAPER_REASKS = 2
 BEST = "best"
 
 
@@ -58,7 +63,7 @@ class Suite:
         self.config = config
         self.model_factory = model_factory
         self.store = ImageStore()
-        self.planner = Planner(seed=config.seed, decoding=config.decoding)
+        self.planner = Planner(seed=config.seed, decoding=config.decoding, paper=config.paper)
         self._answers: dict[str, dict[str, Answer]] = {}
         self._plans: dict[str, Plan] = {}
         self._results: dict[str, CellResult] = {}
@@ -67,8 +72,14 @@ class Suite:
 
     @cached_property
     def datasets(self) -> dict[str, Dataset]:
-        builtin = BuiltinDataset(self.config.resolve(self.config.cache_dir))
-        return {builtin.name: builtin}
+        cache_dir = self.config.resolve(self.config.cache_dir)
+        builtin = BuiltinDataset(cache_dir)
+        datasets: dict[str, Dataset] = {builtin.name: builtin}
+        options = SelectionOptions(cache_dir=cache_dir, features=self.config.features, seed=self.config.seed)
+        for name, path in self.config.data:
+            folder = self.config.resolve(path)
+            datasets[name] = load_dataset(name, folder, store=self.store, selection=options)
+        return datasets
 
     @cached_property
     def clients(self) -> dict[str, ModelClient]:
@@ -76,7 +87,9 @@ class Suite:
         for spec in self.config.models:
             custom = self.model_factory(spec, self.store) if self.model_factory else None
             clients[spec] = (
-                custom if custom is not None else make_client(spec, self.store, self.config.model_options)
+                custom
+                if custom is not None
+                else make_client(spec, self.store, self.config.model_options, self.config.prices)
             )
         return clients
 
@@ -87,7 +100,11 @@ class Suite:
     @cached_property
     def engine(self) -> Engine:
         return Engine(
-            self.cache, self.config.concurrency, progress=self.config.progress, seed=self.config.seed
+            self.cache,
+            self.config.concurrency,
+            progress=self.config.progress,
+            seed=self.config.seed,
+            budget_usd=self.config.budget_usd,
         )
 
     @cached_property
@@ -95,6 +112,34 @@ class Suite:
         if self.config.gates is None:
             return GateProfile(Gate(), (), "built-in default gate")
         return GateProfile.load(self.config.resolve(self.config.gates))
+
+    def usage(self) -> dict[str, object] | None:
+        """What this process sent and spent, or None when it sent nothing (xdist controller)."""
+        if "engine" not in self.__dict__:
+            return None
+        stats = self.engine.stats
+        notes = {spec: getattr(client, "price_note", "") for spec, client in self.clients.items()}
+        return {
+            "queries": stats.requested,
+            "unique": stats.unique,
+            "cached": stats.cached,
+            "sent": stats.dispatched,
+            "failed": stats.failed,
+            "failures": dict(stats.failures),
+            "retries": stats.retries,
+            "rate_limited": stats.rate_limited,
+            "prompt_tokens": stats.prompt_tokens,
+            "completion_tokens": stats.completion_tokens,
+            "cost_usd": round(stats.cost_usd, 6),
+            "budget_usd": self.config.budget_usd,
+            "budget_exhausted": stats.budget_exhausted,
+            "price_notes": {spec: note for spec, note in notes.items() if note},
+        }
+
+    def close(self) -> None:
+        """Close the engine's event loop and the clients' connections, if they were opened."""
+        if "engine" in self.__dict__:
+            self.engine.close(self.clients.values() if "clients" in self.__dict__ else ())
 
     # -- cells --------------------------------------------------------------------------------
 
@@ -110,7 +155,7 @@ class Suite:
     def stage2_specs(self) -> list[CellSpec]:
         """Stage-2 cells before their system is known: protocol and strategy read ``best``."""
         return [
-            CellSpec(model, name, setting, attribute, BEST, BEST, STAGE2_SUBSET)  # type: ignore[arg-type]
+            CellSpec(model, name, setting, attribute, BEST, BEST, stage2_subset(dataset))  # type: ignore[arg-type]
             for model in self.config.models
             for name, dataset in self.datasets.items()
             for setting, attribute in dataset.cells()
@@ -128,7 +173,9 @@ class Suite:
         if spec.setting not in caps.settings:
             return f"{spec.model} answers only {'/'.join(caps.settings).upper()} queries"
         if caps.max_images is not None:
-            needed = max((len(pq.query.images) for pq in self.plan(spec).queries), default=0)
+            # Metamorphic queries are the standard system's: same image count as its stage-1 plan.
+            planned = replace(spec, subset=STAGE1_SUBSET) if spec.subset == METAMORPHIC_SUBSET else spec
+            needed = max((len(pq.query.images) for pq in self.plan(planned).queries), default=0)
             if needed > caps.max_images:
                 return f"{spec.model} takes at most {caps.max_images} images per query; this needs {needed}"
         return None
@@ -153,10 +200,60 @@ class Suite:
     def result(self, spec: CellSpec) -> CellResult:
         if spec.id not in self._results:
             self.execute([spec])
+            answers: Mapping[str, Answer] = self._answers[spec.model]
+            if self.config.paper:
+                answers = self._reask(spec, answers)
             self._results[spec.id] = evaluate(
-                spec, self.plan(spec), self._answers[spec.model], self.config.seed
+                spec, self.plan(spec), answers, self.config.seed, random_fill=self.config.random_fill
             )
         return self._results[spec.id]
+
+    def _reask(self, spec: CellSpec, answers: Mapping[str, Answer]) -> Mapping[str, Answer]:
+        """The study's policy: a failed answer is asked again, up to twice. Each re-ask is its
+        own request (and cache entry); the first valid answer stands in for the original."""
+        resolved = dict(answers)
+        known = self._answers[spec.model]
+        pending = [
+            pq.query for pq in self.plan(spec).queries if not judge_answer(spec, answers.get(pq.query.key)).ok
+        ]
+        for attempt in range(1, PAPER_REASKS + 1):
+            if not pending:
+                break
+            again = [replace(q, attempt=attempt) for q in pending]
+            known.update(self.engine.run(self.clients[spec.model], [q for q in again if q.key not in known]))
+            still = []
+            for original, retry in zip(pending, again, strict=True):
+                if judge_answer(spec, known.get(retry.key)).ok:
+                    resolved[original.key] = known[retry.key]
+                else:
+                    still.append(original)
+            pending = still
+        return resolved
+
+    def metamorphic_specs(self, protocol: Protocol) -> list[CellSpec]:
+        return [
+            CellSpec(model, name, setting, attribute, protocol, "standard", METAMORPHIC_SUBSET)
+            for model in self.config.models
+            for name, dataset in self.datasets.items()
+            for setting, attribute in dataset.cells()
+        ]
+
+    def metamorphic_items(self, spec: CellSpec) -> list[list[Item]]:
+        """The stage-1 sample in comparability groups, for the test to draw cases from."""
+        stage1 = replace(spec, subset=STAGE1_SUBSET)
+        groups: dict[str, list[Item]] = {}
+        for item in self.plan(stage1).items:
+            groups.setdefault(item.group, []).append(item)
+        return list(groups.values())
+
+    def metamorphic_result(self, spec: CellSpec, cases: Sequence[metamorphic.Case]) -> CellResult:
+        decoding = self.config.decoding
+        queries = [q for case in cases for q in metamorphic.queries(spec, case, decoding)]
+        known = self._answers.setdefault(spec.model, {})
+        missing = [q for q in queries if q.key not in known]
+        if missing:
+            known.update(self.engine.run(self.clients[spec.model], missing))
+        return metamorphic.evaluate(spec, cases, known, decoding, self.config.seed)
 
     def best_system(self, model: str, dataset: str, setting: str) -> BestSystem:
         """The stage-1 system with the highest mean SRCC over attributes (ties: listing order)."""

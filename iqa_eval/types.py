@@ -77,8 +77,11 @@ ImageRole = Literal["reference", "image", "demo_reference", "demo"]
 
 @dataclass(frozen=True)
 class QueryImage:
+    """One image of a query; ``encoding`` names the lossless transport encoding of its pixels."""
+
     role: ImageRole
     stimulus: Stimulus
+    encoding: str = "png"
 
 
 @dataclass(frozen=True)
@@ -111,15 +114,21 @@ class Query:
     text: str
     images: tuple[QueryImage, ...]
     decoding: Decoding = field(default_factory=Decoding)
+    attempt: int = 0
 
     @cached_property
     def key(self) -> str:
-        payload = {
+        payload: dict[str, object] = {
             "template": self.template_hash,
             "text": self.text,
-            "images": [[im.role, im.stimulus.sha256] for im in self.images],
+            "images": [
+                [im.role, im.stimulus.sha256] + ([im.encoding] if im.encoding != "png" else [])
+                for im in self.images
+            ],
             "decoding": [self.decoding.temperature, self.decoding.max_tokens, self.decoding.seed],
         }
+        if self.attempt:  # a re-ask (paper mode) is its own request; first asks keep their keys
+            payload["attempt"] = self.attempt
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 

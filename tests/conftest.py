@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from fake_openai import accurate_responder, fake_openai, reversed_responder  # noqa: F401
 
 from iqa_eval.datasets.builtin import BuiltinDataset
 

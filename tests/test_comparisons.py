@@ -191,3 +191,16 @@ def test_icl_query_puts_the_demonstration_first():
     plan = ds.plan(items(groups=1, setting="fr"), "fr", "icl", demo, Decoding(), True, seed=0)
     roles = [im.role for im in plan.queries[0].query.images]
     assert roles == ["demo_reference", "demo", "demo", "reference", "image", "image"]
+
+
+def test_both_orders_show_the_same_reference_when_references_differ():
+    """FR geometry gives every item its own (misaligned) reference; a swap must not change it."""
+    own = [
+        Item(f"i{k}", "t", "fr", "geometry", Stimulus(f"i{k}.png", f"i{k}", 8, 8), float(k), False, "g",
+             reference=Stimulus(f"r{k}.png", f"ref{k}", 8, 8))
+        for k in range(1, 6)
+    ]  # fmt: skip
+    plan = ds.plan(own, "fr", "standard", None, Decoding(), True, seed=0)
+    shown = {pq.item_ids: pq.query.images[0].stimulus.sha256 for pq in plan.queries}
+    for (a, b), ref in shown.items():
+        assert shown[(b, a)] == ref == f"ref{min(a, b)[1:]}"

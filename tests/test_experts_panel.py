@@ -415,3 +415,16 @@ def test_concurrent_askers_share_one_measurement(counted: list[tuple[str, ...]],
 
     texts = {a.text for a in asyncio.run(many())}
     assert len(texts) == 1 and len(counted) == 1
+
+
+def test_stimuli_a_measure_cannot_take_are_a_failed_answer_not_a_crash(tmp_path: Path) -> None:
+    small = np.full((64, 64, 3), 120, dtype=np.uint8)
+    small[::7] = 30
+    paths = []
+    for name, array in (("ref", small), ("img", 255 - small)):
+        path = tmp_path / f"{name}.png"
+        Image.fromarray(array).save(path)
+        paths.append(Stimulus(str(path), f"sha-small-{name}", 64, 64))
+    answer = asyncio.run(make_expert("expert").answer(query("fr", "ss", "standard", [paths[1]], paths[0])))
+    assert answer.text is None and answer.error == "expert_unsupported"
+    assert "MS-SSIM" in answer.detail and "176 px" in answer.detail

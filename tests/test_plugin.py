@@ -29,10 +29,11 @@ def test_markers_select_the_systems_they_name(suite_dir, shared_cache):
 @pytest.mark.parametrize(
     ("expression", "count", "part"),
     [
-        ("fr_color", 9 + 1, "fr_color"),
-        ("nr_structure", 9 + 1, "nr_structure"),
-        ("geometry", 2 * (9 + 1), "_geometry"),
+        ("fr_color", 9 + 1 + 3, "fr_color"),
+        ("nr_structure", 9 + 1 + 3, "nr_structure"),
+        ("geometry", 2 * (9 + 1 + 3), "_geometry"),
         ("ss and icl", 8, "/ss/icl/"),
+        ("metamorphic and ds", 8, "/ds/standard/metamorphic"),
     ],
 )
 def test_setting_attribute_markers(suite_dir, shared_cache, expression, count, part):
@@ -41,7 +42,7 @@ def test_setting_attribute_markers(suite_dir, shared_cache, expression, count, p
 
 
 def test_fr_color_runs_passes_and_writes_both_reports(suite_dir, shared_cache):
-    result = run(suite_dir, shared_cache, "-m", "fr_color and ss")
+    result = run(suite_dir, shared_cache, "-m", "fr_color and ss and not metamorphic")
     result.assert_outcomes(passed=3)
     data = report(suite_dir)
     assert data["schema_version"] == "1.0"
@@ -69,7 +70,12 @@ def pytest_iqa_make_model(spec, store):
 """
     )
     result = run(
-        suite_dir, shared_cache, "--iqa-model", "backwards", "-m", "fr_structure and ss and standard"
+        suite_dir,
+        shared_cache,
+        "--iqa-model",
+        "backwards",
+        "-m",
+        "fr_structure and ss and standard and not metamorphic",
     )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*srcc too low: srcc lower bound -1.000*must exceed 0*coverage 100.0%*"])
@@ -78,7 +84,7 @@ def pytest_iqa_make_model(spec, store):
 
 
 def test_known_gap_is_an_expected_failure_recorded_as_failed(suite_dir, shared_cache):
-    result = run(suite_dir, shared_cache, "-m", "nr_color and ss and standard")
+    result = run(suite_dir, shared_cache, "-m", "nr_color and ss and standard and not metamorphic")
     result.assert_outcomes(xfailed=1)
     (cell,) = report(suite_dir)["cells"]
     assert cell["outcome"] == "failed" and "hue rotation" in cell["gate"]["known_gap"]
@@ -86,13 +92,27 @@ def test_known_gap_is_an_expected_failure_recorded_as_failed(suite_dir, shared_c
 
 def test_a_known_gap_that_passes_fails_strictly(suite_dir, shared_cache):
     (suite_dir.path / "gates.toml").write_text('[[gate]]\nselect = "fr"\nknown_gap = "pretend"\n')
-    result = run(suite_dir, shared_cache, "--iqa-gates", "gates.toml", "-m", "fr_color and ss and standard")
+    result = run(
+        suite_dir,
+        shared_cache,
+        "--iqa-gates",
+        "gates.toml",
+        "-m",
+        "fr_color and ss and standard and not metamorphic",
+    )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*known gap no longer holds (pretend)*"])
 
 
 def test_a_model_without_the_setting_is_skipped_with_the_reason(suite_dir, shared_cache):
-    result = run(suite_dir, shared_cache, "--iqa-model", "expert:ssim", "-m", "nr_color and ss and standard")
+    result = run(
+        suite_dir,
+        shared_cache,
+        "--iqa-model",
+        "expert:ssim",
+        "-m",
+        "nr_color and ss and standard and not metamorphic",
+    )
     result.assert_outcomes(skipped=1)
     (cell,) = report(suite_dir)["cells"]
     assert cell["outcome"] == "skipped" and "answers only FR" in cell["message"]
@@ -109,7 +129,7 @@ def test_a_model_without_the_setting_is_skipped_with_the_reason(suite_dir, share
     ],
 )
 def test_bad_configuration_is_one_clear_error(suite_dir, shared_cache, args, message):
-    result = run(suite_dir, shared_cache, *args, "-m", "fr_color and ss and standard")
+    result = run(suite_dir, shared_cache, *args, "-m", "fr_color and ss and standard and not metamorphic")
     assert result.ret != 0
     assert message in (result.stdout.str() + result.stderr.str())
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
@@ -117,14 +137,16 @@ def test_bad_configuration_is_one_clear_error(suite_dir, shared_cache, args, mes
 
 def test_pyproject_section_sets_options(suite_dir, shared_cache):
     suite_dir.makepyprojecttoml('[tool.iqa_eval]\nreport_dir = "out"\nseed = 3\n')
-    run(suite_dir, shared_cache, "-m", "fr_color and ss and standard").assert_outcomes(passed=1)
+    run(suite_dir, shared_cache, "-m", "fr_color and ss and standard and not metamorphic").assert_outcomes(
+        passed=1
+    )
     data = json.loads((suite_dir.path / "out" / "iqa-report.json").read_text())
     assert data["run"]["seed"] == 3
 
 
 def test_unknown_pyproject_key_is_rejected(suite_dir, shared_cache):
     suite_dir.makepyprojecttoml('[tool.iqa_eval]\nmodels = ["expert"]\n')
-    result = run(suite_dir, shared_cache, "-m", "fr_color and ss and standard")
+    result = run(suite_dir, shared_cache, "-m", "fr_color and ss and standard and not metamorphic")
     assert result.ret != 0 and "unknown key(s) ['models']" in result.stderr.str()
 
 
@@ -132,3 +154,27 @@ def test_the_projects_own_tests_write_no_report(pytester, shared_cache):
     pytester.makepyfile("def test_x():\n    assert True\n")
     run(pytester, shared_cache).assert_outcomes(passed=1)
     assert not (pytester.path / "reports").exists()
+
+
+def test_a_model_that_always_prefers_the_first_image_fails_order_invariance(suite_dir, shared_cache):
+    suite_dir.makeconftest(
+        """
+from iqa_eval.models.base import ModelClient
+from iqa_eval.types import Answer
+
+class FirstAlways(ModelClient):
+    spec = fingerprint = "first-always"
+
+    async def answer(self, query):
+        return Answer("Score: 1")
+
+def pytest_iqa_make_model(spec, store):
+    if spec == "first-always":
+        return FirstAlways()
+"""
+    )
+    args = ("--iqa-model", "first-always", "-m", "metamorphic and ds and fr_structure")
+    result = run(suite_dir, shared_cache, *args)
+    result.assert_outcomes(failed=1)
+    (cell,) = report(suite_dir)["cells"]
+    assert cell["metrics"]["invariance"]["value"] == 0.0 and cell["gate"]["threshold"] == 0.5

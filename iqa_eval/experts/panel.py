@@ -46,7 +46,7 @@ from numpy.typing import NDArray
 
 from iqa_eval.experts import fr, nr
 from iqa_eval.experts.niqe import niqe
-from iqa_eval.images import ImageStore
+from iqa_eval.images import ImageError, ImageStore
 from iqa_eval.models.base import Capabilities, ModelClient, PermanentModelError
 from iqa_eval.types import SETTINGS, Answer, Protocol, Query, Setting, Stimulus
 
@@ -297,7 +297,16 @@ class ExpertModel(ModelClient):
         # The measures are numpy work that would stall the event loop; a thread keeps other
         # queries (and their network I/O, for real models in the same run) moving.
         start = time.perf_counter()
-        text = await asyncio.to_thread(self._respond, query)
+        try:
+            text = await asyncio.to_thread(self._respond, query)
+        except ImageError:
+            raise  # a broken file is the dataset's error: it stops the run, naming the file
+        except ValueError as err:
+            # A measure that cannot take these stimuli (too small for MS-SSIM's five scales,
+            # reference and image of different sizes) is this query's failure, not the run's.
+            return Answer(
+                None, error="expert_unsupported", detail=str(err), latency_s=time.perf_counter() - start
+            )
         return Answer(text=text, latency_s=time.perf_counter() - start)
 
     def _respond(self, query: Query) -> str:

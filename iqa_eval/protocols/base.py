@@ -68,8 +68,10 @@ def build_query(
 ) -> Query:
     """One query: demonstration images first, then the reference (FR), then the judged images.
 
-    In FR the reference shown is the first judged item's: the items of one query share a
-    comparability group, and for misaligned references the anchor's is the one presented.
+    The items of one query share a comparability group. Where their references differ (the
+    misaligned references of FR geometry), the reference shown is the one of the item with the
+    smallest id, whatever the presentation order: swapping or permuting the images must change
+    nothing but their order, or order consistency would measure a change of reference too.
     """
     template = get_template(setting, protocol, strategy)
     images: list[QueryImage] = []
@@ -94,9 +96,10 @@ def build_query(
 def _stimuli(setting: Setting, items: Sequence[Item], ref_role: str, img_role: str) -> list[QueryImage]:
     out: list[QueryImage] = []
     if setting == "fr":
-        reference = items[0].reference
+        anchor = min(items, key=lambda item: item.id)
+        reference = anchor.reference
         if reference is None:
-            raise ValueError(f"item {items[0].id} has no reference but the setting is full-reference")
+            raise ValueError(f"item {anchor.id} has no reference but the setting is full-reference")
         out.append(QueryImage(ref_role, reference))  # type: ignore[arg-type]
     out.extend(QueryImage(img_role, item.image) for item in items)  # type: ignore[arg-type]
     return out

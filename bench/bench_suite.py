@@ -1,0 +1,60 @@
+"""The default suite end to end: cold, warm, collection, peak memory, and -n 2 against -n 0.
+
+Run: python bench/bench_suite.py
+Each measurement is a fresh `python -m pytest` process in the repository root with its own
+cache and report directories (a cold run also generates the built-in dataset). Peak RSS is the
+largest resident set of any child process, from getrusage. The -n 2 run is measured cold in
+directories of its own, like the -n 0 cold run, and their reports' cells are compared.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest(*args: str) -> tuple[float, int]:
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return time.perf_counter() - start, proc.returncode
+
+
+def report_cells(directory: Path) -> list[dict[str, object]]:
+    cells = json.loads((directory / "iqa-report.json").read_text())["cells"]
+    return [{k: v for k, v in c.items() if k not in ("examples",)} for c in cells]
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        serial = [f"--iqa-cache={base / 'c0'}", f"--iqa-report-dir={base / 'r0'}", "-p", "no:xdist"]
+        parallel = [f"--iqa-cache={base / 'c2'}", f"--iqa-report-dir={base / 'r2'}", "-n", "2"]
+        collect, _ = pytest("--collect-only", f"--iqa-cache={base / 'c0'}")
+        cold, rc_cold = pytest(*serial)
+        rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        warm, rc_warm = pytest(*serial)
+        cold_n2, rc_n2 = pytest(*parallel)
+        same = report_cells(base / "r0") == report_cells(base / "r2")
+    print(f"collection           {collect:7.1f} s")
+    print(f"cold, -n 0           {cold:7.1f} s   (exit {rc_cold})")
+    print(f"warm cache, -n 0     {warm:7.1f} s   (exit {rc_warm})   cold/warm = {cold / warm:.1f}x")
+    print(f"cold, -n 2           {cold_n2:7.1f} s   (exit {rc_n2})   -n 0 / -n 2 = {cold / cold_n2:.2f}x")
+    print(f"peak RSS             {rss_mb:7.0f} MB")
+    print(f"-n 2 report cells equal -n 0: {same}")
+
+
+if __name__ == "__main__":
+    main()

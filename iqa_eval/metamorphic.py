@@ -1,0 +1,79 @@
+"""Metamorphic relations of the model under test: changes that must not change a judgement.
+
+A model that judges quality should give the same verdict when two images swap places (DS), the
+same ranks to the same images in another order (MS), and the same score to the same pixels
+sent as a different lossless file (SS). Each relation is measured as a rate over cases, with
+its interval, and gated like any cell. Cases come from the test (drawn with hypothesis); this
+module turns a case into its two queries and decides whether the relation held.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from iqa_eval.cells import judge_answer
+from iqa_eval.metrics import estimate_rate
+from iqa_eval.protocols.base import build_query, metric_value
+from iqa_eval.types import Answer, CellResult, CellSpec, Decoding, Item, Judgement, Query
+
+RELATIONS = {"ds": "order swap", "ms": "permutation", "ss": "lossless re-encoding"}
+SS_TOLERANCE = 5.0  # points on the 0–100 scale; temperature-0 APIs are not bit-exact
+
+
+@dataclass(frozen=True)
+class Case:
+    """Items as first presented, and for MS the permutation of the second presentation."""
+
+    items: tuple[Item, ...]
+    permutation: tuple[int, ...] = ()
+
+
+def queries(spec: CellSpec, case: Case, decoding: Decoding) -> tuple[Query, Query]:
+    first = build_query(spec.setting, spec.protocol, "standard", list(case.items), None, decoding)
+    if spec.protocol == "ds":
+        second = build_query(spec.setting, "ds", "standard", list(reversed(case.items)), None, decoding)
+    elif spec.protocol == "ms":
+        permuted = [case.items[k] for k in case.permutation]
+        second = build_query(spec.setting, "ms", "standard", permuted, None, decoding)
+    else:
+        second = replace(first, images=tuple(replace(im, encoding="png9") for im in first.images))
+    return first, second
+
+
+def holds(spec: CellSpec, case: Case, one: Judgement, two: Judgement) -> bool:
+    assert one.values is not None and two.values is not None
+    if spec.protocol == "ds":
+        # (a, b) answered 1 means a wins; (b, a) answered 0 means a wins too; 2 is a tie both ways.
+        return {1.0: 0.0, 0.0: 1.0, 2.0: 2.0}[one.values[0]] == two.values[0]
+    if spec.protocol == "ms":
+        return all(two.values[j] == one.values[k] for j, k in enumerate(case.permutation))
+    return abs(one.values[0] - two.values[0]) <= SS_TOLERANCE
+
+
+def evaluate(
+    spec: CellSpec, cases: Sequence[Case], answers: Mapping[str, Answer], decoding: Decoding, seed: int
+) -> CellResult:
+    outcomes: list[float] = []
+    failures: Counter[str] = Counter()
+    for case in cases:
+        one, two = (judge_answer(spec, answers.get(q.key)) for q in queries(spec, case, decoding))
+        if one.ok and two.ok:
+            outcomes.append(float(holds(spec, case, one, two)))
+        else:
+            failures[one.failure or two.failure or "unknown"] += 1
+    rate = metric_value(estimate_rate(outcomes, seed=seed))
+    return CellResult(
+        spec=spec,
+        n_items=len({item.id for case in cases for item in case.items}),
+        n_queries=len(cases),
+        n_failed=dict(sorted(failures.items())),
+        metrics={"invariance": rate},
+        primary_metric="invariance",
+        notes=(
+            f"{RELATIONS[spec.protocol]}: {len(cases)} cases drawn by hypothesis; a case counts when "
+            "both of its answers are valid"
+            + (f" and the two scores differ by at most {SS_TOLERANCE:g}" if spec.protocol == "ss" else ""),
+        ),
+    )
