@@ -369,7 +369,8 @@ def pytest_iqa_make_model(spec, store):
     single = [c for c in cells if c["model"] == "tiny-llava-single"]
     outcomes = result.parseoutcomes()
     assert outcomes.pop("failed") == len(ran) and outcomes.pop("skipped") == len(single), outcomes
-    assert set(outcomes) <= {"deselected"}, outcomes
+    # An in-process pytester run may warn that the already imported plugin cannot be rewritten.
+    assert set(outcomes) <= {"deselected", "warnings"}, outcomes
     result.stdout.fnmatch_lines(["*coverage too low*coverage 0.0% of *"])
     assert {c["id"] for c in ran} == {
         "tiny-llava/builtin/fr_color/ss/standard/uniform",
