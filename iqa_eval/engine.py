@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tqdm import tqdm
 
@@ -26,6 +27,23 @@ from iqa_eval.types import Answer, Query
 
 class RunAborted(RuntimeError):
     """A permanent model error: every further request would fail the same way."""
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _well_formed(answer: Answer) -> Answer:
+    """The answer with every lone surrogate replaced by U+FFFD.
+
+    A JSON escape such as ``\\ud800`` gives a model (or a server's error message) a way to put
+    half a character into a Python string, and no UTF-8 file can hold one: SQLite would refuse
+    the answer mid-run, a report would fail to write, and a strict JSON reader would reject it.
+    """
+    text = _LONE_SURROGATE.sub("\ufffd", answer.text) if answer.text is not None else None
+    detail = _LONE_SURROGATE.sub("\ufffd", answer.detail)
+    if text == answer.text and detail == answer.detail:
+        return answer
+    return replace(answer, text=text, detail=detail)
 
 
 @dataclass
@@ -173,18 +191,23 @@ class Engine:
         return self._loop.run_until_complete(self.run_async(client, queries))
 
     def close(self, clients: Iterable[ModelClient] = ()) -> None:
-        """Release the clients' connections on the loop that opened them, then stop that loop."""
+        """Release the clients' connections on the loop that opened them, then stop that loop.
+
+        Requests still pending (a run interrupted by Ctrl-C) are cancelled first: closing the
+        connections under them would turn each into a failure to retry, and the loop running
+        meanwhile could still send a query the user asked not to.
+        """
         loop, self._loop = self._loop, None
         if loop is None:
             return
         try:
-            for client in clients:
-                loop.run_until_complete(client.aclose())
             pending = asyncio.all_tasks(loop)
             for task in pending:
                 task.cancel()
             if pending:
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            for client in clients:
+                loop.run_until_complete(client.aclose())
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())
         finally:
@@ -227,7 +250,7 @@ class Engine:
         abort: list[PermanentModelError] = []
 
         async def one(query: Query) -> None:
-            answer = await self._ask(client, query, limit, stats, abort)
+            answer = _well_formed(await self._ask(client, query, limit, stats, abort))
             answers[query.key] = answer
             stats.prompt_tokens += answer.usage.prompt_tokens
             stats.completion_tokens += answer.usage.completion_tokens

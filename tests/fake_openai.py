@@ -124,6 +124,30 @@ def _roles(template: Template) -> list[ImageRole]:
     return roles
 
 
+class Held:
+    """Answers the first ``answer_first`` requests, then holds every later one until released.
+
+    A run against it cannot finish before the test has interrupted or killed it, whatever the
+    timing; exactly ``answer_first`` queries have been answered when it is stopped. Release it
+    before the server stops, or the server waits for the held threads.
+    """
+
+    def __init__(self, responder: Responder, answer_first: int) -> None:
+        self.responder = responder
+        self.answer_first = answer_first
+        self.released = threading.Event()
+        self._lock = threading.Lock()
+        self._seen = 0
+
+    def __call__(self, request: dict[str, Any]) -> str:
+        with self._lock:
+            self._seen += 1
+            hold = self._seen > self.answer_first
+        if hold:
+            self.released.wait(120)
+        return self.responder(request)
+
+
 class ExpertResponder:
     """A classical expert answering chat requests (see the module docstring for why)."""
 
@@ -208,6 +232,12 @@ class FakeOpenAI:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    @property
+    def asked(self) -> Counter[str]:
+        """How often each distinct request body (one query) got past the key and model checks;
+        read it once the server is idle or stopped."""
+        return Counter(self._attempts)
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> FakeOpenAI:
@@ -219,7 +249,8 @@ class FakeOpenAI:
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
+        """Stop serving; stopping a stopped server does nothing."""
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(10)

@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import openai
 from openai.types.chat import ChatCompletion
@@ -166,7 +166,7 @@ class OpenAIModel(ModelClient):
         """The chat-completions arguments: the text first, then every image in presentation order."""
         content: list[dict[str, Any]] = [{"type": "text", "text": query.text}]
         for image in query.images:
-            png = self._store.png(image.stimulus.path)
+            png = self._store.png(image.stimulus.path, image.encoding)
             url = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
             content.append({"type": "image_url", "image_url": {"url": url, "detail": self.detail}})
         args: dict[str, Any] = {
@@ -306,12 +306,18 @@ class OpenAIModel(ModelClient):
         # An HTTP client of our own (with the SDK's defaults) rather than the SDK's wrapper, whose
         # finaliser schedules its close on whatever loop is running when it is collected: after a
         # change of loop that is a loop its connections do not belong to.
+        # A user:password in the URL goes to the HTTP client as its auth (the Basic auth the URL
+        # would have given) and the URL is passed without it: the HTTP library logs every
+        # request's URL at INFO level, and a log file must not carry the password.
+        parts = urlsplit(url)
+        user, password = parts.username or "", parts.password or ""
+        auth = (unquote(user), unquote(password)) if user or password else None
         return openai.AsyncOpenAI(
             api_key=self._key,
-            base_url=url,
+            base_url=redact_url(url) if auth else url,
             timeout=self.timeout_s,
             max_retries=0,
-            http_client=openai.DefaultAsyncHttpxClient(transport=self._transport),
+            http_client=openai.DefaultAsyncHttpxClient(transport=self._transport, auth=auth),
         )
 
     async def aclose(self) -> None:

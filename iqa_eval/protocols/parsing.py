@@ -22,7 +22,9 @@ _REFUSAL = re.compile(
     r"|sorry|unable to (?:assess|help|provide))\b",
     re.IGNORECASE,
 )
-_OUT_OF_100 = re.compile(r"\s*(?:/\s*100|out of 100)\s*$", re.IGNORECASE)
+# No leading \s*: searched for, it would rescan a long run of blanks from each of its characters,
+# and an answer of a few hundred thousand blanks would take hours to parse.
+_OUT_OF_100 = re.compile(r"(?:/\s*100|out of 100)\s*$", re.IGNORECASE)
 _SEPARATORS = re.compile(r"\s*(?:,|;|\s)\s*")
 
 MAX_ANSWER_CHARS = 200_000
@@ -51,7 +53,7 @@ def split_answer(text: str) -> tuple[str | None, str, str | None]:
 
 def parse_numbers(field: str) -> list[float] | None:
     """All numbers of a score field, or None when anything else stands in it."""
-    field = _OUT_OF_100.sub("", field)
+    field = _OUT_OF_100.sub("", field).rstrip()
     if not field:
         return None
     tokens = [t for t in _SEPARATORS.split(field) if t]
