@@ -102,9 +102,15 @@ def pytest_configure(config: pytest.Config) -> None:
     for marker in sorted(MARKERS):
         config.addinivalue_line("markers", f"{marker}: iqa-eval cells of {marker}")
     config.addinivalue_line("markers", f"{STAGE_MARK}(n): iqa-eval stage of the cells of this test (1 or 2)")
+    # pytest-xdist registers it too; declared here so runs without xdist accept it as well.
+    config.addinivalue_line("markers", "xdist_group(name): run these tests in one xdist worker")
     config.addinivalue_line(
         "markers", f"{RELATION_MARK}(protocol): the metamorphic relation this test checks"
     )
+    if getattr(config.option, "dist", None) == "load":
+        # Plain load balancing would spread cells that share queries over workers that then
+        # ask them twice; loadgroup honours the cells' xdist_group and is plain load otherwise.
+        config.option.dist = "loadgroup"
     try:
         run_config = _run_config(config)
     except ConfigError as err:
@@ -139,7 +145,7 @@ def _parametrize_cells(metafunc: pytest.Metafunc) -> None:
     for spec in specs:
         # Stage-2 cells learn their system only at run time, so they carry no system markers.
         names = cell_markers(spec) if stage == 1 else cell_markers(spec) - {spec.protocol, spec.strategy}
-        params.append(pytest.param((stage, spec), id=spec.id, marks=_marks(names)))
+        params.append(pytest.param((stage, spec), id=spec.id, marks=[*_marks(names), _group(spec)]))
     metafunc.parametrize(PROPERTY, params, indirect=True)
 
 
@@ -155,12 +161,21 @@ def _parametrize_metamorphic(metafunc: pytest.Metafunc) -> None:
         specs = suite.metamorphic_specs(marker.args[0])
     except USER_ERRORS as err:
         raise pytest.UsageError(f"iqa-eval: {err}") from None
-    params = [pytest.param((1, spec), id=spec.id, marks=_marks(cell_markers(spec))) for spec in specs]
+    params = [
+        pytest.param((1, spec), id=spec.id, marks=[*_marks(cell_markers(spec)), _group(spec)])
+        for spec in specs
+    ]
     metafunc.parametrize(METAMORPHIC, params, indirect=True)
 
 
 def _marks(names: Iterable[str]) -> list[pytest.MarkDecorator]:
     return [getattr(pytest.mark, name) for name in sorted(names)]
+
+
+def _group(spec: CellSpec) -> pytest.MarkDecorator:
+    """Cells of one model, dataset and setting share most of their queries (and stage 2 needs
+    all of stage 1): under pytest-xdist they go to one worker, so no two workers ask the same."""
+    return pytest.mark.xdist_group(f"{spec.model}/{spec.dataset}/{spec.setting}")
 
 
 class CellCheck:
@@ -332,10 +347,14 @@ class RunPlugin:
         self.write_seconds = 0.0
         self.html_extras = _pytest_html_extras()
         self._scatter: ScatterPlotter | None = None
+        self.interrupted = False
         baseline = suite.config.baseline
         try:
             config.stash[BASELINE] = Baseline.load(suite.config.resolve(baseline)) if baseline else None
-        except BaselineError as err:
+            # Read now, not when the first cell is gated: a broken profile is a usage error, not a
+            # traceback inside every test.
+            _ = suite.gates
+        except (BaselineError, GateError) as err:
             raise pytest.UsageError(f"iqa-eval: {err}") from None
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -363,6 +382,11 @@ class RunPlugin:
         try:
             suite.execute(stage1)
             suite.execute(self._stage2(selected))
+        except KeyboardInterrupt:
+            # pytest stops the run (exit code 2); the answers received are in the cache, and the
+            # report still says what was run and that it was cut short.
+            self.interrupted = True
+            raise
         except RunAborted as err:
             pytest.exit(f"iqa-eval stopped: {err}", returncode=pytest.ExitCode.TESTS_FAILED)
         except USER_ERRORS as err:
@@ -399,9 +423,11 @@ class RunPlugin:
                 self.records[record["id"]] = record
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if _is_worker(self.config) or not self.records:
+        if _is_worker(self.config) or not (self.records or self.interrupted):
             return
         suite = self.suite
+        # Requests cut off by an interrupt enter the usage only once their tasks are cancelled.
+        suite.close()
         shard = suite.config.shard
         baseline = self.config.stash.get(BASELINE, None)
         run = {
