@@ -319,7 +319,9 @@ def test_replicas_share_the_load_and_one_fingerprint(images):
 
     asyncio.run(go())
     ports = [r.url.port for r in recorder.requests]
-    assert ports.count(1) == ports.count(2) == 5
+    # Least-outstanding balancing: which replica a request meets depends on what is still in
+    # flight when it starts, so under load the split may differ by a request or two.
+    assert len(ports) == 10 and abs(ports.count(1) - ports.count(2)) <= 2
 
 
 def test_unknown_spec_lists_every_form():
