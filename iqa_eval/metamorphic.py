@@ -61,13 +61,12 @@ def evaluate(
         one, two = (judge_answer(spec, answers.get(q.key)) for q in queries(spec, case, decoding))
         if one.ok and two.ok:
             outcomes.append(float(holds(spec, case, one, two)))
-        else:
-            failures[one.failure or two.failure or "unknown"] += 1
+        failures.update(j.failure for j in (one, two) if j.failure is not None)
     rate = metric_value(estimate_rate(outcomes, seed=seed))
     return CellResult(
         spec=spec,
         n_items=len({item.id for case in cases for item in case.items}),
-        n_queries=len(cases),
+        n_queries=2 * len(cases),
         n_failed=dict(sorted(failures.items())),
         metrics={"invariance": rate},
         primary_metric="invariance",
