@@ -200,12 +200,21 @@ def test_the_abort_message_names_the_model_and_the_reason():
 
 
 class LoopSpy(ModelClient):
+    """Records the loops it ran on. It keeps the loop objects themselves, not their ids: a closed
+    loop that was garbage-collected could hand its id (its address) to the next one."""
+
     def __init__(self):
         self.spec = self.fingerprint = "spy"
-        self.loops, self.closed_on = set(), None
+        self.seen, self.closed_on = [], None
+
+    @property
+    def loops(self):
+        return {id(loop) for loop in self.seen}
 
     async def answer(self, q):
-        self.loops.add(id(asyncio.get_running_loop()))
+        loop = asyncio.get_running_loop()
+        if all(loop is not known for known in self.seen):
+            self.seen.append(loop)
         return Answer("Score: 1")
 
     async def aclose(self):
