@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
 from itertools import pairwise
 
 import numpy as np
@@ -10,33 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
+from photos import PHOTOS, Rgb, blur, noise, photo
 from scipy import ndimage
-from skimage import color, data, filters, metrics, registration, transform, util
+from skimage import color, filters, metrics, registration, transform, util
 
 from iqa_eval.experts import fr
-
-Rgb = NDArray[np.uint8]
-
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
-
-
-@cache
-def photo(name: str) -> Rgb:
-    image = getattr(data, name)()[..., :3]
-    small = transform.resize(image, (256, 256), anti_aliasing=True, preserve_range=True)
-    out = np.clip(np.rint(small), 0, 255).astype(np.uint8)
-    out.setflags(write=False)
-    return out
-
-
-def blur(rgb: Rgb, sigma: float) -> Rgb:
-    soft = filters.gaussian(rgb, sigma, channel_axis=-1, preserve_range=True)
-    return np.clip(np.rint(soft), 0, 255).astype(np.uint8)
-
-
-def noise(rgb: Rgb, sigma: float, seed: int = 0) -> Rgb:
-    noisy = rgb + np.random.default_rng(seed).normal(0.0, sigma, rgb.shape)
-    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
 
 
 def misalign(rgb: Rgb, angle_deg: float, scale: float, shift: tuple[float, float]) -> Rgb:
