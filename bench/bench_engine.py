@@ -5,7 +5,8 @@ Run as `python bench/bench_engine.py` from anywhere; it needs no installation be
 The ideal at concurrency c is ``c / latency`` requests per second: every slot always busy, no
 time lost between answers. The fake server runs in its own process so that its work does not
 share the engine's interpreter lock; both processes' CPU use is printed next to each rate, so a
-shortfall can be pinned on the engine, the SDK or the server. The warm-cache pass times what a
+shortfall can be pinned on the client or the server; the client's CPU per request sets the rate
+one process could reach at any concurrency (``1000 / ms`` per core). The warm-cache pass times what a
 re-run costs: dedupe, keys, one cache read per 500 keys, no request.
 """
 
@@ -105,7 +106,7 @@ def main() -> None:
             client = OpenAIModel("openai:bench", store, ModelOptions(base_urls=(url,)))
             print(f"fake server {url}, {LATENCY_S * 1000:.0f} ms latency, FR DS queries of 3 {SIDE}px PNGs")
             print(f"{'conc':>5} {'queries':>7} {'req/s':>8} {'ideal':>7} {'of ideal':>8} {'x seq':>6} "
-                  f"{'engine cpu':>10} {'server cpu':>10}")  # fmt: skip
+                  f"{'engine cpu':>10} {'ms cpu/req':>10} {'server cpu':>10}")  # fmt: skip
             sequential = 0.0
             for concurrency, n in RUNS:
                 engine = Engine(None, concurrency, progress=False)
@@ -119,9 +120,10 @@ def main() -> None:
                 ideal = concurrency / LATENCY_S
                 sequential = sequential or rate
                 engine_cpu, server_cpu = (cpu1 - cpu0) / wall, (server1 - server0) / wall
+                per_request_ms = (cpu1 - cpu0) * 1000 / n
                 print(
                     f"{concurrency:>5} {n:>7} {rate:>8.1f} {ideal:>7.0f} {rate / ideal:>8.2f} "
-                    f"{rate / sequential:>6.1f} {engine_cpu:>9.0%} {server_cpu:>9.0%}"
+                    f"{rate / sequential:>6.1f} {engine_cpu:>9.0%} {per_request_ms:>10.2f} {server_cpu:>9.0%}"
                 )
             used = {im.stimulus.path for q in queries[: max(n for _, n in RUNS)] for im in q.images}
             print(

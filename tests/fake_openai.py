@@ -4,7 +4,7 @@ It is an asyncio server (HTTP/1.1 with keep-alive) in a daemon thread rather tha
 ``ThreadingHTTPServer``: 64 concurrent keep-alive connections cost coroutines instead of
 threads, and a coroutine can stall past the client's timeout or drop a connection as cheaply as
 it can answer. In the throughput benchmark it uses about 15% of a core at 64 requests in
-flight, so the numbers measure the engine and the SDK, not the server.
+flight, so the numbers measure the engine and its HTTP client, not the server.
 
 Faults are drawn per request body and attempt (a seeded hash of both), not from one stream of
 random numbers in arrival order: which query meets which fault is then the same under any
@@ -47,8 +47,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-import httpcore2  # noqa: F401  (see below)
-import openai  # noqa: F401
+import aiohttp  # noqa: F401  (see below)
 import pytest
 
 from iqa_eval.experts.panel import JUDGED_PER_PROTOCOL, make_expert
@@ -56,10 +55,9 @@ from iqa_eval.images import ImageStore
 from iqa_eval.prompts import Template, get_template
 from iqa_eval.types import PROTOCOLS, SETTINGS, STRATEGIES, ImageRole, Query, QueryImage
 
-# The HTTP stack is imported here, in the test process, on purpose: pytester's in-process runs
-# forget every module first imported inside them, and httpx2 maps httpcore2's exception classes
-# as it first met them, so an httpcore2 imported afresh by a later run would raise exceptions
-# that the map misses (a dropped connection escaped as a raw httpcore2.RemoteProtocolError).
+# The client's HTTP library is imported here, in the test process, on purpose: pytester's
+# in-process runs forget every module first imported inside them, and importing it afresh for
+# every run of the suite would cost each run the import.
 Responder = Callable[[dict[str, Any]], str]
 
 TRANSIENT_FAULTS = (

@@ -1,5 +1,6 @@
-"""The OpenAI client: request shape, error mapping and secrets (mock transport), the real SDK
-against the fake server, prices, and the real plugin end to end against the fake server."""
+"""The OpenAI client: request shape, error mapping and secrets (a scripted local server), the
+request checked against the OpenAI SDK's own types, prices, and the real plugin end to end
+against the fake server."""
 
 from __future__ import annotations
 
@@ -9,13 +10,19 @@ import io
 import json
 import math
 import re
+import socket
+from typing import NamedTuple
 
 import httpx2
 import numpy as np
 import openai
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import RawTestServer
 from fake_openai import REFUSAL, constant, prompt_text
+from openai.types.chat import ChatCompletion
 from PIL import Image
+from yarl import URL
 
 from iqa_eval.images import ImageStore
 from iqa_eval.models.base import ModelOptions, PermanentModelError, TransientModelError
@@ -25,14 +32,14 @@ from iqa_eval.pricing import DEFAULT_TABLE, Price, PricesError, PriceTable, cost
 from iqa_eval.types import Decoding, Query, QueryImage, Usage
 
 KEY = "sk-proj-secretKEY0123456789abcdef"
-LOCAL = "http://127.0.0.1:9/v1"
-JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
@@ -54,8 +61,8 @@ def fr_ds_query(store, paths, decoding=None):
     return Query("fr", "ds", "standard", "fr-ds-standard@1", "h", "Which is closer?", images, decoding)
 
 
-def completion(text="Score: 1", refusal=None, usage=(1000, 10), choices=True, finish="stop"):
-    body = {
+def completion_body(text="Score: 1", refusal=None, usage=(1000, 10), choices=True, finish="stop"):
+    return {
         "id": "c",
         "object": "chat.completion",
         "created": 0,
@@ -71,31 +78,72 @@ def completion(text="Score: 1", refusal=None, usage=(1000, 10), choices=True, fi
         else [],
         "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)},
     }
-    return httpx2.Response(200, json=body)
+
+
+def completion(**fields):
+    return web.json_response(completion_body(**fields))
+
+
+def raw(status=200, body=b"", content_type="application/json", headers=None):
+    return web.Response(status=status, body=body, content_type=content_type, headers=headers)
+
+
+class Seen(NamedTuple):
+    url: URL
+    target: str
+    """The request line's target: a path, or the whole URL when sent to a proxy."""
+    headers: dict[str, str]
+    content: bytes
 
 
 class Recorder:
-    """A mock transport handler: replies with ``reply(request)`` and keeps every request."""
+    """A scripted server's handler: replies with ``reply()`` and keeps every request."""
 
     def __init__(self, reply):
         self.reply = reply
-        self.requests = []
+        self.requests: list[Seen] = []
 
-    def __call__(self, request):
-        self.requests.append(request)
-        return self.reply(request)
+    async def __call__(self, request):
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        self.requests.append(Seen(request.url, request.raw_path, headers, await request.read()))
+        reply = self.reply()
+        return await reply if asyncio.iscoroutine(reply) else reply
 
     def body(self, index=-1):
         return json.loads(self.requests[index].content)
 
 
-def model(store, handler, spec="openai:gpt-4o", urls=(LOCAL,), **options):
-    return OpenAIModel(
-        spec, store, ModelOptions(base_urls=urls, **options), transport=httpx2.MockTransport(handler)
-    )
+def closed_port():
+    """A port on 127.0.0.1 that nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
-def ask(client, query):
+def ask(
+    store, recorder, query, spec="openai:gpt-4o", url="http://127.0.0.1:{port}/v1", replicas=1, **options
+):
+    """Answer ``query`` with a client whose base URLs are ``replicas`` scripted servers."""
+
+    async def go():
+        servers = [RawTestServer(recorder, host="127.0.0.1", port=0) for _ in range(replicas)]
+        for server in servers:
+            await server.start_server()
+        urls = tuple(url.format(port=server.port) for server in servers)
+        client = OpenAIModel(spec, store, ModelOptions(base_urls=urls, **options))
+        try:
+            if isinstance(query, list):
+                return await asyncio.gather(*(client.answer(q) for q in query))
+            return await client.answer(query)
+        finally:
+            await client.aclose()
+            for server in servers:
+                await server.close()
+
+    return asyncio.run(go())
+
+
+def answer_once(client, query):
     async def go():
         try:
             return await client.answer(query)
@@ -110,12 +158,13 @@ def ask(client, query):
 
 def test_request_sends_text_then_lossless_pngs_in_order_with_detail_and_decoding(images):
     store = ImageStore()
-    recorder = Recorder(lambda r: completion())
+    recorder = Recorder(completion)
     query = fr_ds_query(store, images, Decoding(temperature=0.0, max_tokens=64, seed=5))
-    answer = ask(model(store, recorder, image_detail="low"), query)
+    answer = ask(store, recorder, query, image_detail="low")
     assert answer.text == "Score: 1" and answer.usage == Usage(1000, 10)
     (request,) = recorder.requests
-    assert str(request.url) == f"{LOCAL}/chat/completions"
+    assert request.url.path == "/v1/chat/completions"
+    assert request.headers["content-type"] == "application/json"
     body = recorder.body()
     assert body["model"] == "gpt-4o" and body["temperature"] == 0.0
     assert body["max_tokens"] == 64 and body["seed"] == 5
@@ -134,35 +183,94 @@ def test_request_sends_text_then_lossless_pngs_in_order_with_detail_and_decoding
     assert store.encode_count == 3
 
 
+def test_the_request_is_the_one_the_openai_sdk_sends(images):
+    """The OpenAI SDK is the reference for the wire format: given the same arguments through
+    ``chat.completions.create``, it must send the very body this client sends."""
+    store = ImageStore()
+    client = OpenAIModel("openai:gpt-4o", store, ModelOptions(base_urls=("http://127.0.0.1:9/v1",)))
+    sent = []
+
+    def capture(request):
+        sent.append(json.loads(request.content))
+        return httpx2.Response(200, json=completion_body())
+
+    async def through_the_sdk(query):
+        transport = httpx2.MockTransport(capture)
+        http = openai.DefaultAsyncHttpxClient(transport=transport)
+        async with openai.AsyncOpenAI(api_key="k", base_url="http://sdk/v1", http_client=http) as sdk:
+            await sdk.chat.completions.create(**client.request(query))
+
+    for decoding in (Decoding(), Decoding(temperature=0.7, max_tokens=7, seed=3)):
+        query = fr_ds_query(store, images, decoding)
+        asyncio.run(through_the_sdk(query))
+        assert sent[-1] == json.loads(client.body(query))
+
+
+def test_answers_are_read_as_the_openai_sdk_reads_them(images):
+    store = ImageStore()
+    for fields in ({}, {"text": "Description: fine. Score: 72", "usage": (17, 4), "finish": "length"}):
+        body = completion_body(**fields)
+        sdk = ChatCompletion.model_validate(body)
+        answer = ask(store, Recorder(lambda body=body: web.json_response(body)), fr_ds_query(store, images))
+        assert answer.text == sdk.choices[0].message.content
+        assert answer.usage == Usage(sdk.usage.prompt_tokens, sdk.usage.completion_tokens)
+
+
 def test_seed_is_left_out_when_not_set(images):
     store = ImageStore()
-    recorder = Recorder(lambda r: completion())
-    ask(model(store, recorder), fr_ds_query(store, images))
+    recorder = Recorder(completion)
+    ask(store, recorder, fr_ds_query(store, images))
     assert "seed" not in recorder.body()
 
 
 def test_an_unknown_model_costs_nothing_and_says_its_price_is_unknown(images):
     store = ImageStore()
-    client = model(store, Recorder(lambda r: completion()), spec="openai:my-local-vlm")
-    answer = ask(client, fr_ds_query(store, images))
+    answer = ask(store, Recorder(completion), fr_ds_query(store, images), spec="openai:my-local-vlm")
     assert answer.ok and answer.cost_usd == 0.0
+    client = OpenAIModel("openai:my-local-vlm", store, ModelOptions(base_urls=("http://127.0.0.1:9/v1",)))
     assert "prices unknown for 'my-local-vlm'" in client.price_note
 
 
 def test_cost_follows_the_price_table(images):
     store = ImageStore()
-    answer = ask(
-        model(store, Recorder(lambda r: completion(usage=(1_000_000, 100_000)))), fr_ds_query(store, images)
-    )
+    answer = ask(store, Recorder(lambda: completion(usage=(1_000_000, 100_000))), fr_ds_query(store, images))
     assert answer.cost_usd == pytest.approx(2.50 + 1.00)
-    assert model(store, Recorder(completion)).price_note is None
+    assert (
+        OpenAIModel("openai:gpt-4o", store, ModelOptions(base_urls=("http://127.0.0.1:9/v1",))).price_note
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "text"),
+    [
+        ([{"type": "text", "text": "Score: "}, {"type": "text", "text": "40"}], "Score: 40"),
+        ("Score: 40", "Score: 40"),
+    ],
+)
+def test_content_given_as_parts_is_joined(images, content, text):
+    store = ImageStore()
+    body = completion_body()
+    body["choices"][0]["message"]["content"] = content
+    assert ask(store, Recorder(lambda: web.json_response(body)), fr_ds_query(store, images)).text == text
+
+
+@pytest.mark.parametrize(
+    "usage", [{"prompt_tokens": "many", "completion_tokens": None}, "lots", None, [1, 2]]
+)
+def test_odd_usage_fields_count_as_no_tokens_not_as_a_crash(images, usage):
+    store = ImageStore()
+    body = completion_body()
+    body["usage"] = usage
+    answer = ask(store, Recorder(lambda: web.json_response(body)), fr_ds_query(store, images))
+    assert answer.text == "Score: 1" and answer.usage == Usage(0, 0)
 
 
 # -- error mapping -----------------------------------------------------------------------------
 
 
 def error(status, headers=None, message="nope"):
-    return lambda request: httpx2.Response(status, headers=headers, json={"error": {"message": message}})
+    return lambda: web.json_response({"error": {"message": message}}, status=status, headers=headers)
 
 
 @pytest.mark.parametrize(
@@ -180,53 +288,82 @@ def error(status, headers=None, message="nope"):
         (error(404), PermanentModelError, "model_not_found", None),
         (error(400), PermanentModelError, "bad_request", None),
         (error(422), PermanentModelError, "bad_request", None),
-        (lambda r: httpx2.Response(200, content=b'{"choices": [', headers=JSON), TransientModelError,
-         "malformed", None),
-        (lambda r: httpx2.Response(200, content=b"<html>oops</html>", headers={"content-type": "text/html"}),
-         TransientModelError, "malformed", None),
-        (lambda r: completion(choices=False), TransientModelError, "empty", None),
-        (lambda r: completion(text=""), TransientModelError, "empty", None),
-        (lambda r: completion(text=None), TransientModelError, "empty", None),
+        (lambda: raw(body=b'{"choices": ['), TransientModelError, "malformed", None),
+        (lambda: raw(body=b"<html>oops</html>", content_type="text/html"), TransientModelError, "malformed",
+         None),
+        (lambda: raw(body=b'["Score: 1"]'), TransientModelError, "malformed", None),
+        (lambda: raw(body=b"\xff\xfe not utf-8"), TransientModelError, "malformed", None),
+        (lambda: completion(choices=False), TransientModelError, "empty", None),
+        (lambda: completion(text=""), TransientModelError, "empty", None),
+        (lambda: completion(text=None), TransientModelError, "empty", None),
     ],
 )  # fmt: skip
 def test_errors_map_to_transient_or_permanent(images, reply, kind, reason, retry_after):
     store = ImageStore()
     recorder = Recorder(reply)
     with pytest.raises(kind) as caught:
-        ask(model(store, recorder), fr_ds_query(store, images))
+        ask(store, recorder, fr_ds_query(store, images))
     assert caught.value.reason == reason
     if kind is TransientModelError:
         assert caught.value.retry_after == retry_after
-    assert len(recorder.requests) == 1  # the SDK's own retries are off: the engine's policy rules
+    assert len(recorder.requests) == 1  # no retries of its own: the engine's policy rules
 
 
-@pytest.mark.parametrize(
-    ("exception", "reason"),
-    [(httpx2.ReadTimeout("slow"), "timeout"), (httpx2.ConnectError("refused"), "connection")],
-)
-def test_transport_failures_are_transient(images, exception, reason):
+def test_an_error_body_that_is_not_json_is_quoted_as_text(images):
     store = ImageStore()
+    with pytest.raises(TransientModelError, match=r"HTTP 502 from .*: upstream went away"):
+        ask(
+            store, Recorder(lambda: raw(502, b"upstream went away", "text/plain")), fr_ds_query(store, images)
+        )
 
-    def fail(request):
-        raise exception
+
+def test_a_redirect_is_not_followed_but_named(images):
+    """A POST that meets a redirect (http:// to https://, a moved path) is a wrong base URL: the
+    message says where the server points instead of following it with another method."""
+    store = ImageStore()
+    moved = lambda: raw(301, b"", headers={"Location": "https://user:pw@api.example.com/v1/chat/completions"})  # noqa: E731
+    recorder = Recorder(moved)
+    with pytest.raises(PermanentModelError) as caught:
+        ask(store, recorder, fr_ds_query(store, images))
+    assert caught.value.reason == "bad_request" and len(recorder.requests) == 1
+    assert "redirects to https://api.example.com/v1/chat/completions" in str(caught.value)
+    assert "pw@" not in str(caught.value)
+
+
+def test_a_slow_server_is_a_timeout(images):
+    async def stall():
+        await asyncio.sleep(2)
+        return completion()
+
+    store = ImageStore()
+    with pytest.raises(TransientModelError) as caught:
+        ask(store, Recorder(stall), fr_ds_query(store, images), timeout_s=0.1)
+    assert caught.value.reason == "timeout" and "within 0.1 s" in str(caught.value)
+
+
+def test_a_server_that_is_not_there_is_a_connection_failure(images):
+    store = ImageStore()
+    client = OpenAIModel(
+        "openai:gpt-4o", store, ModelOptions(base_urls=(f"http://127.0.0.1:{closed_port()}/v1",))
+    )
 
     with pytest.raises(TransientModelError) as caught:
-        ask(model(store, fail), fr_ds_query(store, images))
-    assert caught.value.reason == reason
+        answer_once(client, fr_ds_query(store, images))
+    assert caught.value.reason == "connection" and "127.0.0.1" in str(caught.value)
 
 
 @pytest.mark.parametrize(
     ("reply", "reason", "detail"),
     [
-        (completion(text=None, refusal=REFUSAL), "refusal", REFUSAL),
-        (completion(text=None, finish="content_filter"), "refusal", "content filter"),
-        (completion(text="", finish="length"), "truncated", "raise --iqa-max-tokens"),
+        (lambda: completion(text=None, refusal=REFUSAL), "refusal", REFUSAL),
+        (lambda: completion(text=None, finish="content_filter"), "refusal", "content filter"),
+        (lambda: completion(text="", finish="length"), "truncated", "raise --iqa-max-tokens"),
     ],
 )
 def test_refusals_and_cut_off_answers_are_failure_answers_not_retried(images, reply, reason, detail):
     store = ImageStore()
-    recorder = Recorder(lambda r: reply)
-    answer = ask(model(store, recorder), fr_ds_query(store, images))
+    recorder = Recorder(reply)
+    answer = ask(store, recorder, fr_ds_query(store, images))
     assert answer.text is None and answer.error == reason and detail in answer.detail
     assert answer.cost_usd > 0  # billed all the same
     assert len(recorder.requests) == 1
@@ -238,7 +375,7 @@ def test_the_key_never_reaches_an_error_message(images, monkeypatch):
     echo = f"Incorrect API key provided: {KEY}. Sent: Authorization: Bearer {KEY}; also sk-other-leaked-key99"
     recorder = Recorder(error(401, message=echo))
     with pytest.raises(PermanentModelError) as caught:
-        ask(model(store, recorder, urls=("https://api.example.com/v1",)), fr_ds_query(store, images))
+        ask(store, recorder, fr_ds_query(store, images))
     assert recorder.requests[0].headers["authorization"] == f"Bearer {KEY}"
     text = str(caught.value)
     assert caught.value.reason == "auth" and "Incorrect API key provided" in text
@@ -246,15 +383,57 @@ def test_the_key_never_reaches_an_error_message(images, monkeypatch):
         assert secret not in text
 
 
-def test_a_password_in_the_base_url_never_reaches_an_error_message(images):
+def test_a_password_in_the_base_url_travels_as_basic_auth_and_never_in_a_message(images):
     store = ImageStore()
-
-    def refuse(request):
-        raise httpx2.ConnectError(f"cannot reach {request.url}")
+    recorder = Recorder(error(401, message="who are you?"))
+    with pytest.raises(PermanentModelError) as caught:
+        ask(store, recorder, fr_ds_query(store, images), url="http://user:hunter2@127.0.0.1:{port}/v1")
+    assert (
+        recorder.requests[0].headers["authorization"] == "Basic " + base64.b64encode(b"user:hunter2").decode()
+    )
+    assert "127.0.0.1" in str(caught.value) and "hunter2" not in str(caught.value)
+    client = OpenAIModel(
+        "openai:m", store, ModelOptions(base_urls=(f"http://user:hunter2@127.0.0.1:{closed_port()}/v1",))
+    )
 
     with pytest.raises(TransientModelError) as caught:
-        ask(model(store, refuse, urls=("http://user:hunter2@127.0.0.1:9/v1",)), fr_ds_query(store, images))
-    assert "127.0.0.1:9" in str(caught.value) and "hunter2" not in str(caught.value)
+        answer_once(client, fr_ds_query(store, images))
+    assert "127.0.0.1" in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+def test_organization_and_project_headers_come_from_the_environment(images, monkeypatch):
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-abc")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj_xyz")
+    store = ImageStore()
+    recorder = Recorder(completion)
+    ask(store, recorder, fr_ds_query(store, images))
+    headers = recorder.requests[0].headers
+    assert headers["openai-organization"] == "org-abc" and headers["openai-project"] == "proj_xyz"
+    assert headers["user-agent"].startswith("iqa-eval/")
+
+
+def test_requests_go_through_the_proxy_the_environment_names(images, monkeypatch):
+    """The scripted server plays the proxy: a proxied request names the whole target URL."""
+    store = ImageStore()
+    target = f"http://127.0.0.1:{closed_port()}/v1"
+
+    async def go(no_proxy):
+        proxy = Recorder(completion)
+        server = RawTestServer(proxy, host="127.0.0.1", port=0)
+        await server.start_server()
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.port}")
+        monkeypatch.setenv("NO_PROXY", no_proxy)
+        client = OpenAIModel("openai:gpt-4o", store, ModelOptions(base_urls=(target,)))
+        try:
+            return await client.answer(fr_ds_query(store, images)), proxy
+        finally:
+            await client.aclose()
+            await server.close()
+
+    answer, proxy = asyncio.run(go(no_proxy="example.org"))
+    assert answer.text == "Score: 1" and proxy.requests[0].target == f"{target}/chat/completions"
+    with pytest.raises(TransientModelError, match="connection"):  # bypassed: straight to the closed port
+        asyncio.run(go(no_proxy="127.0.0.1"))
 
 
 @pytest.mark.parametrize(
@@ -282,8 +461,8 @@ def test_a_remote_server_without_a_key_is_a_clear_error():
 
 def test_a_local_server_needs_no_key(images):
     store = ImageStore()
-    recorder = Recorder(lambda r: completion())
-    ask(model(store, recorder, urls=("http://localhost:8000/v1",)), fr_ds_query(store, images))
+    recorder = Recorder(completion)
+    ask(store, recorder, fr_ds_query(store, images), url="http://localhost:{port}/v1")
     assert recorder.requests[0].headers["authorization"] == f"Bearer {LOCAL_KEY}"
 
 
@@ -307,21 +486,21 @@ def test_bad_specs_and_urls_are_clear_errors(spec, message):
 
 def test_replicas_share_the_load_and_one_fingerprint(images):
     store = ImageStore()
-    recorder = Recorder(lambda r: completion())
-    client = model(store, recorder, urls=("http://127.0.0.1:1/v1", "http://127.0.0.1:2/v1"))
+    client = OpenAIModel(
+        "openai:gpt-4o", store, ModelOptions(base_urls=("http://127.0.0.1:1/v1", "http://[::1]:2/v1"))
+    )
     assert client.fingerprint == "openai:gpt-4o" and client.cacheable
 
-    async def go():
-        await asyncio.gather(*(client.answer(fr_ds_query(store, images)) for _ in range(6)))
-        for _ in range(4):
-            await client.answer(fr_ds_query(store, images))
-        await client.aclose()
+    async def slow():
+        await asyncio.sleep(0.05)
+        return completion()
 
-    asyncio.run(go())
+    recorder = Recorder(slow)
+    ask(store, recorder, [fr_ds_query(store, images)] * 10, replicas=2)
     ports = [r.url.port for r in recorder.requests]
     # Least-outstanding balancing: which replica a request meets depends on what is still in
     # flight when it starts, so under load the split may differ by a request or two.
-    assert len(ports) == 10 and abs(ports.count(1) - ports.count(2)) <= 2
+    assert len(ports) == 10 and abs(ports.count(ports[0]) - ports.count(ports[-1])) <= 2
 
 
 def test_unknown_spec_lists_every_form():
@@ -368,17 +547,17 @@ def test_a_bad_price_file_names_the_file_and_the_problem(tmp_path, text, message
     assert str(path) in str(caught.value) and message in str(caught.value)
 
 
-# -- the real SDK against the fake server ------------------------------------------------------
+# -- the client and the SDK against the fake server --------------------------------------------
 
 
 def test_against_the_fake_server(images, fake_openai):
     server = fake_openai(responder=constant("Score: 1"), models=("gpt-4o",))
     store = ImageStore()
-    answer = ask(model_for(server, store), fr_ds_query(store, images))
+    answer = answer_once(model_for(server, store), fr_ds_query(store, images))
     assert answer.text == "Score: 1" and answer.usage.prompt_tokens > 3 * 85
     assert [p["type"] for p in server.last_request["messages"][0]["content"]] == ["text"] + ["image_url"] * 3
     with pytest.raises(PermanentModelError, match="`gpt-5-nope` does not exist") as caught:
-        ask(model_for(server, store, "openai:gpt-5-nope"), fr_ds_query(store, images))
+        answer_once(model_for(server, store, "openai:gpt-5-nope"), fr_ds_query(store, images))
     assert caught.value.reason == "model_not_found"
 
     async def listed():

@@ -1,8 +1,8 @@
 """Model specs (``expert``, ``openai:<model>``, ``hf:<model>``, ``replay:<file>`` ...) to clients,
 with one clear error for a bad spec.
 
-Adapters are imported only when their spec is used, so a run of the experts never imports the
-OpenAI SDK.
+Adapters are imported only when their spec is used, so a run of the experts never imports an
+HTTP client or transformers.
 """
 
 from __future__ import annotations
