@@ -102,15 +102,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for marker in sorted(MARKERS):
         config.addinivalue_line("markers", f"{marker}: iqa-eval cells of {marker}")
     config.addinivalue_line("markers", f"{STAGE_MARK}(n): iqa-eval stage of the cells of this test (1 or 2)")
-    # pytest-xdist registers it too; declared here so runs without xdist accept it as well.
-    config.addinivalue_line("markers", "xdist_group(name): run these tests in one xdist worker")
     config.addinivalue_line(
         "markers", f"{RELATION_MARK}(protocol): the metamorphic relation this test checks"
     )
-    if getattr(config.option, "dist", None) == "load":
-        # Plain load balancing would spread cells that share queries over workers that then
-        # ask them twice; loadgroup honours the cells' xdist_group and is plain load otherwise.
-        config.option.dist = "loadgroup"
     try:
         run_config = _run_config(config)
     except ConfigError as err:
@@ -120,6 +114,17 @@ def pytest_configure(config: pytest.Config) -> None:
     suite = Suite(run_config, lambda spec, store: config.hook.pytest_iqa_make_model(spec=spec, store=store))
     config.stash[SUITE] = suite
     config.pluginmanager.register(RunPlugin(config, suite), "iqa-eval-run")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``-n`` (``load``) or ``--dist loadgroup``, keep each group's cells on one worker; any
+    other ``--dist`` the user chose is theirs."""
+    if config.getvalue("dist") not in ("load", "loadgroup"):
+        return None
+    from iqa_eval.scheduling import CellScheduling
+
+    return CellScheduling(config, log)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -145,7 +150,7 @@ def _parametrize_cells(metafunc: pytest.Metafunc) -> None:
     for spec in specs:
         # Stage-2 cells learn their system only at run time, so they carry no system markers.
         names = cell_markers(spec) if stage == 1 else cell_markers(spec) - {spec.protocol, spec.strategy}
-        params.append(pytest.param((stage, spec), id=spec.id, marks=[*_marks(names), _group(spec)]))
+        params.append(pytest.param((stage, spec), id=spec.id, marks=_marks(names)))
     metafunc.parametrize(PROPERTY, params, indirect=True)
 
 
@@ -161,21 +166,12 @@ def _parametrize_metamorphic(metafunc: pytest.Metafunc) -> None:
         specs = suite.metamorphic_specs(marker.args[0])
     except USER_ERRORS as err:
         raise pytest.UsageError(f"iqa-eval: {err}") from None
-    params = [
-        pytest.param((1, spec), id=spec.id, marks=[*_marks(cell_markers(spec)), _group(spec)])
-        for spec in specs
-    ]
+    params = [pytest.param((1, spec), id=spec.id, marks=_marks(cell_markers(spec))) for spec in specs]
     metafunc.parametrize(METAMORPHIC, params, indirect=True)
 
 
 def _marks(names: Iterable[str]) -> list[pytest.MarkDecorator]:
     return [getattr(pytest.mark, name) for name in sorted(names)]
-
-
-def _group(spec: CellSpec) -> pytest.MarkDecorator:
-    """Cells of one model, dataset and setting share most of their queries (and stage 2 needs
-    all of stage 1): under pytest-xdist they go to one worker, so no two workers ask the same."""
-    return pytest.mark.xdist_group(f"{spec.model}/{spec.dataset}/{spec.setting}")
 
 
 class CellCheck:
@@ -376,8 +372,8 @@ class RunPlugin:
             return
         suite = self.suite
         stage1 = [spec for stage, spec in selected if stage == 1]
-        groups = {(spec.model, spec.dataset, spec.setting) for stage, spec in selected if stage == 2}
-        stage1 += [s for s in suite.stage1_specs() if (s.model, s.dataset, s.setting) in groups]
+        groups = {spec.group for stage, spec in selected if stage == 2}
+        stage1 += [s for s in suite.stage1_specs() if s.group in groups]
         start = time.perf_counter()
         try:
             suite.execute(stage1)

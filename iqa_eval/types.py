@@ -198,6 +198,12 @@ class CellSpec:
             ]
         )
 
+    @property
+    def group(self) -> str:
+        """Stage 2 picks one prompting system per model, dataset and setting from every stage-1
+        cell of theirs: the cells that must have been evaluated before a stage-2 cell can be."""
+        return f"{self.model}/{self.dataset}/{self.setting}"
+
 
 @dataclass(frozen=True)
 class MetricValue:

@@ -13,6 +13,7 @@ from iqa_eval.cli import main
 from iqa_eval.config import ConfigError, parse_shard
 from iqa_eval.plugin import shard_of
 from iqa_eval.report.merge import MergeError, merge_reports
+from iqa_eval.scheduling import cell_scope
 
 SELECTION = ("-p", "no:randomly", "-m", "fr_color and ss or nr_structure and ds", "-k", "not metamorphic")
 
@@ -71,8 +72,15 @@ def test_parallel_and_sharded_then_merged_runs_report_what_a_single_run_does(sui
     _run(suite_dir, shared_cache, root / "single").assert_outcomes(passed=6)
     single = _report(root / "single")
 
-    _run(suite_dir, shared_cache, root / "parallel", "-n", "2").assert_outcomes(passed=6)
+    parallel = _run(suite_dir, shared_cache, root / "parallel", "-n", "2", "-v")
+    parallel.assert_outcomes(passed=6)
     assert _report(root / "parallel")["cells"] == single["cells"]
+    # Cells of one attribute share their images: each attribute's cells ran on one worker.
+    workers = {}
+    for line in parallel.outlines:
+        if line.startswith("[gw") and "PASSED" in line:
+            workers.setdefault(cell_scope(line.split()[-1]), set()).add(line.split()[0])
+    assert len(workers) == 2 and all(len(w) == 1 for w in workers.values()), workers
     assert len(_history(root / "parallel")) == 1  # the controller's, none from the workers
 
     counts = []

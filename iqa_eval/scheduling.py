@@ -1,0 +1,54 @@
+"""How pytest-xdist hands out the suite's tests: cells that share work go to the same worker.
+
+The cells of one model, dataset, setting and attribute share their images (every prompting
+system and metamorphic relation judges the same stimuli, and an expert measures each stimulus
+once per process); spread over workers, each worker would ask and measure them again. The
+stage-2 cells of a setting need every stage-1 cell of that setting (the best system is chosen
+from all of them), so they form one scope of their own: the smallest scopes are handed out last
+(xdist's ``--loadscope-reorder``, on by default), and by then the stage-1 answers they need are
+mostly in the shared response cache.
+
+pytest-xdist's own ``loadgroup`` cannot be used for this: it groups by ``xdist_group`` marks
+through node ids it rewrites by a private attribute that pytest 9.2 no longer reads, so the
+marks are silently ignored. The scope is read from the cell's id instead, which names it.
+
+Imported only by the ``pytest_xdist_make_scheduler`` hook, that is, only when xdist runs.
+"""
+
+from __future__ import annotations
+
+from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]
+
+from iqa_eval.suite import BEST
+from iqa_eval.types import ATTRIBUTES, SETTINGS
+
+
+def cell_scope(nodeid: str) -> str | None:
+    """The scope of a cell test's node id (``path::test[<cell id>]``), None for other tests.
+
+    The cell id is read from the right: a model spec (``hf:/models/llava``) or a dataset name may
+    hold slashes, the last four fields of a cell id cannot.
+    """
+    _, _, name = nodeid.partition("::")  # the path ends at the first "::", the cell id may hold more
+    _, bracket, param = name.partition("[")
+    if not bracket or not param.endswith("]"):
+        return None
+    parts = param[:-1].rsplit("/", 4)
+    if len(parts) != 5 or "/" not in parts[0]:
+        return None
+    model_dataset, setting_attribute, protocol, _, _ = parts
+    setting, _, attribute = setting_attribute.partition("_")
+    if setting not in SETTINGS or attribute not in ATTRIBUTES:
+        return None
+    if protocol == BEST:
+        return f"iqa-eval:{model_dataset}/{setting}/stage2"
+    return f"iqa-eval:{model_dataset}/{setting_attribute}"
+
+
+class CellScheduling(LoadGroupScheduling):  # type: ignore[misc]
+    """``loadgroup`` with the cells' scopes; other tests are balanced one by one (or by their own
+    ``xdist_group``, where pytest-xdist can still see it)."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        scope = cell_scope(nodeid)
+        return str(super()._split_scope(nodeid)) if scope is None else scope
