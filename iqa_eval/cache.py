@@ -32,17 +32,23 @@ CREATE TABLE IF NOT EXISTS answers (
 _CHUNK = 500  # stays under SQLite's limit on bound parameters
 
 
+def open_database(path: Path, schema: str) -> sqlite3.Connection:
+    """A connection shared by a process's threads (callers hold their own lock), in WAL mode so
+    that several processes can read while one writes, each statement committed at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=60, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=60000")
+    db.execute(schema)
+    return db
+
+
 class ResponseCache:
     def __init__(self, directory: str | Path) -> None:
         self.path = Path(directory) / "responses.sqlite3"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=60000")
-        with self._lock:
-            self._db.execute(SCHEMA)
+        self._db = open_database(self.path, SCHEMA)
 
     def get_many(self, model: str, keys: Sequence[str]) -> dict[str, Answer]:
         found: dict[str, Answer] = {}

@@ -21,6 +21,7 @@ from iqa_eval.baseline import DEFAULT_TOLERANCE
 from iqa_eval.cache import ResponseCache
 from iqa_eval.datasets.builtin import BuiltinDataset
 from iqa_eval.datasets.registry import NAMES
+from iqa_eval.experts.measurements import MeasurementCache
 from iqa_eval.models.replay import ReplayError, export_replay
 from iqa_eval.report.compare import compare_reports
 from iqa_eval.report.history import HISTORY_NAME, HistoryError, append_history, read_history
@@ -132,12 +133,15 @@ def cmd_bless(args: argparse.Namespace) -> int:
 
 def cmd_cache(args: argparse.Namespace) -> int:
     cache = ResponseCache(args.cache)
+    measurements = MeasurementCache(args.cache)
     if args.action == "stats":
         print(
             f"{cache.path}: {cache.count()} answers, integrity {'ok' if cache.integrity_ok() else 'FAILED'}"
         )
+        print(f"{measurements.path}: {measurements.count()} expert measurements")
     elif args.action == "clear":
         print(f"{cache.path}: removed {cache.clear()} answers")
+        print(f"{measurements.path}: removed {measurements.clear()} expert measurements")
     elif args.action == "export":
         if not args.file:
             raise CliError("cache export needs a FILE to write")

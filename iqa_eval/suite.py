@@ -91,6 +91,8 @@ class Suite:
                 if custom is not None
                 else make_client(spec, self.store, self.config.model_options, self.config.prices)
             )
+            if self.config.use_cache:
+                clients[spec].use_cache_dir(self.config.resolve(self.config.cache_dir))
         return clients
 
     @cached_property

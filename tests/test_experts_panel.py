@@ -417,6 +417,45 @@ def test_concurrent_askers_share_one_measurement(counted: list[tuple[str, ...]],
     assert len(texts) == 1 and len(counted) == 1
 
 
+@pytest.mark.parametrize("setting", ["fr", "nr"])
+def test_measurements_kept_in_a_cache_dir_serve_another_process_and_a_reversed_panel(
+    counted: list[tuple[str, ...]], images: Images, setting: Setting, tmp_path: Path
+) -> None:
+    """A second panel on the same directory (another xdist worker, a later run with new prompts)
+    answers from the kept measurements, exactly as the one that measured them."""
+    ref = reference_for(setting, images)
+    ladder = [images[n] for n in ("b1", "b2", "b3", "noisy")]
+    queries = [query(setting, "ms", "cot", ladder, ref), query(setting, "ss", "standard", [ladder[0]], ref)]
+    first = make_expert("expert", ImageStore())
+    first.use_cache_dir(tmp_path)
+    answers = [ask(first, q) for q in queries]
+    assert len(counted) == 4
+    asyncio.run(first.aclose())
+
+    again = make_expert("expert", ImageStore())
+    again.use_cache_dir(tmp_path)
+    assert [ask(again, q) for q in queries] == answers and len(counted) == 4
+    reversed_panel = make_expert("expert", ImageStore(), reverse=True)
+    reversed_panel.use_cache_dir(tmp_path)
+    assert ask(reversed_panel, queries[1]) != answers[1] and len(counted) == 4
+    other_expert = make_expert("expert:psnr" if setting == "fr" else "expert:niqe", ImageStore())
+    other_expert.use_cache_dir(tmp_path)
+    ask(other_expert, queries[1])  # another expert's values are its own
+    assert len(counted) == 5
+
+
+def test_a_changed_panel_version_measures_afresh(
+    counted: list[tuple[str, ...]], images: Images, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    q = query("nr", "ss", "standard", [images["b2"]])
+    for version in ("1", "2"):
+        monkeypatch.setattr(panel, "VERSION", version)
+        model = make_expert("expert:niqe", ImageStore())
+        model.use_cache_dir(tmp_path)
+        ask(model, q)
+    assert len(counted) == 2
+
+
 def test_stimuli_a_measure_cannot_take_are_a_failed_answer_not_a_crash(tmp_path: Path) -> None:
     small = np.full((64, 64, 3), 120, dtype=np.uint8)
     small[::7] = 30

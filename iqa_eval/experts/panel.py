@@ -39,12 +39,14 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
 from numpy.typing import NDArray
 
 from iqa_eval.experts import fr, nr
+from iqa_eval.experts.measurements import MeasurementCache
 from iqa_eval.experts.niqe import niqe
 from iqa_eval.images import ImageError, ImageStore
 from iqa_eval.models.base import Capabilities, ModelClient, PermanentModelError
@@ -292,6 +294,15 @@ class ExpertModel(ModelClient):
         self.cacheable = True
         self._store = store if store is not None else ImageStore()
         self._memo = _Memo()
+        self._measurements: MeasurementCache | None = None
+
+    def use_cache_dir(self, directory: Path) -> None:
+        self._measurements = MeasurementCache(directory)
+
+    async def aclose(self) -> None:
+        if self._measurements is not None:
+            self._measurements.close()
+            self._measurements = None
 
     async def answer(self, query: Query) -> Answer:
         # The measures are numpy work that would stall the event loop; a thread keeps other
@@ -338,12 +349,19 @@ class ExpertModel(ModelClient):
         # Keyed by pixel hashes, not paths: the protocols ask for the same pair many times
         # (SS, DS and MS schedules, every strategy) and it is measured once.
         key = (self.name, reference.sha256 if reference else "", image.sha256)
+        measured_as = f"{self.name}@{VERSION}"  # reversal changes qualities, not measurements
 
         def compute() -> Mapping[str, float]:
+            kept = self._measurements.get(measured_as, key[1], key[2]) if self._measurements else None
+            if kept is not None:
+                return kept
             ref_pixels = self._store.pixels(reference.path) if reference else None
-            return _measure(
+            values = _measure(
                 members, ref_pixels, self._store.pixels(image.path), registered=self.name == PANEL
             )
+            if self._measurements is not None:
+                self._measurements.put(measured_as, key[1], key[2], values)
+            return values
 
         return self._memo.get(key, compute)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from pathlib import Path
 
 from iqa_eval.types import SETTINGS, Answer, Query, Setting
 
@@ -70,6 +71,13 @@ class ModelClient(abc.ABC):
     @abc.abstractmethod
     async def answer(self, query: Query) -> Answer:
         """Answer one query, or raise TransientModelError / PermanentModelError."""
+
+    def use_cache_dir(self, directory: Path) -> None:  # noqa: B027 - optional hook
+        """Where the client may keep what it derives from stimuli, shared across runs and processes.
+
+        Called once before the first answer, and only when caching is on; answers themselves are
+        the engine's to cache.
+        """
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most clients hold nothing
         """Release connections or weights."""
