@@ -46,6 +46,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from iqa_eval.experts import fr, nr
+from iqa_eval.experts.allocator import keep_freed_buffers
 from iqa_eval.experts.measurements import MeasurementCache
 from iqa_eval.experts.niqe import niqe
 from iqa_eval.images import ImageError, ImageStore
@@ -295,6 +296,7 @@ class ExpertModel(ModelClient):
         self._store = store if store is not None else ImageStore()
         self._memo = _Memo()
         self._measurements: MeasurementCache | None = None
+        keep_freed_buffers()
 
     def use_cache_dir(self, directory: Path) -> None:
         self._measurements = MeasurementCache(directory)
