@@ -102,9 +102,9 @@ def is_local(url: str) -> bool:
 
 @dataclass
 class _Replica:
-    url: str
+    where: str
+    """The base URL without credentials: what messages name."""
     endpoint: str
-    """``{base URL}/chat/completions`` without credentials."""
     headers: dict[str, str]
     session: aiohttp.ClientSession
     proxy: str | None
@@ -188,7 +188,7 @@ class OpenAIModel(ModelClient):
         # loop, so hundreds of requests in flight keep moving meanwhile.
         body = await asyncio.to_thread(self.body, query)
         replica = self._pick()
-        where = redact_url(replica.url)
+        where = replica.where
         replica.outstanding += 1
         start = time.perf_counter()
         try:
@@ -322,8 +322,8 @@ class OpenAIModel(ModelClient):
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=self.timeout_s)
         )
-        endpoint = redact_url(url).rstrip("/") + "/chat/completions"
-        return _Replica(url, endpoint, headers, session, _proxy_for(url))
+        where = redact_url(url)
+        return _Replica(where, where.rstrip("/") + "/chat/completions", headers, session, _proxy_for(url))
 
     def _abandon(self) -> None:
         """Let go of pools of a loop that was closed with its tasks still pending (so they could
