@@ -25,6 +25,7 @@ from PIL import Image
 from yarl import URL
 
 from iqa_eval.images import ImageStore
+from iqa_eval.models import openai_api
 from iqa_eval.models.base import ModelOptions, PermanentModelError, TransientModelError
 from iqa_eval.models.openai_api import LOCAL_KEY, OpenAIModel, parse_retry_after
 from iqa_eval.models.registry import ModelSpecError, make_client
@@ -315,6 +316,39 @@ def test_an_error_body_that_is_not_json_is_quoted_as_text(images):
         ask(
             store, Recorder(lambda: raw(502, b"upstream went away", "text/plain")), fr_ds_query(store, images)
         )
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_over_the_size_limit_is_not_read_into_memory(images, monkeypatch, chunked):
+    monkeypatch.setattr(openai_api, "MAX_BODY_BYTES", 4096)
+    huge = json.dumps(completion_body(text="Score: 1 " + "x" * 100_000)).encode()
+
+    async def stream(request):
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if chunked:
+            response.enable_chunked_encoding()  # no Content-Length: the limit must be counted
+        else:
+            response.content_length = len(huge)
+        await response.prepare(request)
+        await response.write(huge)
+        return response
+
+    store = ImageStore()
+
+    async def go():
+        server = RawTestServer(stream, host="127.0.0.1", port=0)
+        await server.start_server()
+        client = OpenAIModel("openai:gpt-4o", store, ModelOptions(base_urls=(str(server.make_url("/v1")),)))
+        try:
+            return await client.answer(fr_ds_query(store, images))
+        finally:
+            await client.aclose()
+            await server.close()
+
+    with pytest.raises(TransientModelError, match="more than 4096 bytes") as caught:
+        asyncio.run(go())
+    assert caught.value.reason == "malformed"
+    assert ask(store, Recorder(completion), fr_ds_query(store, images)).text == "Score: 1"  # small ones pass
 
 
 def test_a_redirect_is_not_followed_but_named(images):

@@ -62,6 +62,9 @@ _SECRETS = (
     (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]+@"), r"\1"),  # user:password@ in URLs
 )
 MAX_DETAIL_CHARS = 500
+MAX_BODY_BYTES = 64 * 1024 * 1024
+"""A chat completion is a few kilobytes; a server sending more than this is broken or hostile, and
+reading on would only fill the memory."""
 _ERROR_BODY_CHARS = 4000
 
 
@@ -199,7 +202,7 @@ class OpenAIModel(ModelClient):
                 proxy=replica.proxy,
                 allow_redirects=False,
             ) as response:
-                raw = await response.read()
+                raw = await _read_bounded(response, where)
                 status, headers = response.status, response.headers
         except TimeoutError:
             raise TransientModelError(
@@ -354,6 +357,19 @@ async def _close_when_cancelled(replicas: list[_Replica]) -> None:
     finally:
         for replica in replicas:
             await replica.session.close()
+
+
+async def _read_bounded(response: aiohttp.ClientResponse, where: str) -> bytes:
+    body = bytearray()
+    declared = response.content_length
+    if declared is None or declared <= MAX_BODY_BYTES:
+        async for chunk in response.content.iter_any():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                break
+    if len(body) > MAX_BODY_BYTES or (declared is not None and declared > MAX_BODY_BYTES):
+        raise TransientModelError("malformed", f"{where} sent a body of more than {MAX_BODY_BYTES} bytes")
+    return bytes(body)
 
 
 def _proxy_for(url: str) -> str | None:
