@@ -14,6 +14,7 @@ import importlib
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, NoReturn, cast
 
@@ -35,6 +36,7 @@ from iqa_eval.report.summary import summary_lines
 from iqa_eval.report.writer import build_report, write_reports
 from iqa_eval.suite import Suite, Unsupported
 from iqa_eval.types import CellResult, CellSpec, Item
+from iqa_eval.usage import combine_usage
 
 SUITE = pytest.StashKey[Suite]()
 BASELINE = pytest.StashKey[Baseline | None]()
@@ -42,6 +44,7 @@ STAGE_MARK = "iqa_stage"
 PROPERTY = "iqa_cell"
 METAMORPHIC = "iqa_metamorphic"
 RELATION_MARK = "iqa_relation"
+WORKER_USAGE = "iqa_eval_usage"
 USER_ERRORS = (ConfigError, GateError, ModelSpecError, DatasetError, ImageError)
 
 
@@ -110,7 +113,12 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as err:
         raise pytest.UsageError(f"iqa-eval: {err}") from None
     if os.environ.get("CI") or not config.get_verbosity() >= 0:
-        run_config = RunConfig(**{**run_config.__dict__, "progress": False})
+        run_config = replace(run_config, progress=False)
+    if _is_worker(config) and run_config.budget_usd is not None:
+        # Each xdist worker has an engine of its own: a share of the budget each keeps the run
+        # within it (a worker may stop while another still has some left, never the reverse).
+        workers = int(config.workerinput["workercount"])  # type: ignore[attr-defined]
+        run_config = replace(run_config, budget_usd=run_config.budget_usd / workers)
     suite = Suite(run_config, lambda spec, store: config.hook.pytest_iqa_make_model(spec=spec, store=store))
     config.stash[SUITE] = suite
     config.pluginmanager.register(RunPlugin(config, suite), "iqa-eval-run")
@@ -344,6 +352,7 @@ class RunPlugin:
         self.html_extras = _pytest_html_extras()
         self._scatter: ScatterPlotter | None = None
         self.interrupted = False
+        self.worker_usage: list[dict[str, Any] | None] = []
         baseline = suite.config.baseline
         try:
             config.stash[BASELINE] = Baseline.load(suite.config.resolve(baseline)) if baseline else None
@@ -418,8 +427,17 @@ class RunPlugin:
                     record["outcome"] = "passed" if report.passed else "failed"
                 self.records[record["id"]] = record
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """An xdist worker is done: keep what it sent and spent for the run's usage."""
+        self.worker_usage.append(getattr(node, "workeroutput", {}).get(WORKER_USAGE))
+
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if _is_worker(self.config) or not (self.records or self.interrupted):
+        if _is_worker(self.config):
+            self.suite.close()
+            self.config.workeroutput[WORKER_USAGE] = self.suite.usage()  # type: ignore[attr-defined]
+            return
+        if not (self.records or self.interrupted):
             return
         suite = self.suite
         # Requests cut off by an interrupt enter the usage only once their tasks are cancelled.
@@ -435,8 +453,7 @@ class RunPlugin:
             "model_specs": list(suite.config.models),
             "shard": f"{shard[0]}/{shard[1]}" if shard else None,
             "baseline": baseline.source if baseline else None,
-            # Per process: under pytest-xdist the controller sends nothing, so this is null.
-            "usage": suite.usage(),
+            "usage": combine_usage([suite.usage(), *self.worker_usage]),
         }
         start = time.perf_counter()
         report = build_report(list(self.records.values()), run, suite.config.root)

@@ -125,7 +125,8 @@ class Suite:
             "queries": stats.requested,
             "unique": stats.unique,
             "cached": stats.cached,
-            "sent": stats.dispatched,
+            # Queries the budget held back were dispatched to the engine but never sent.
+            "sent": stats.dispatched - stats.failures.get("budget", 0),
             "failed": stats.failed,
             "failures": dict(stats.failures),
             "retries": stats.retries,

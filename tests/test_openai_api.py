@@ -697,6 +697,32 @@ def test_a_budget_stops_sending_and_the_run_still_finishes(suite_dir, shared_cac
     assert affordable <= server.requests <= affordable + 1
     assert cell["n_failed"] == {"budget": 80 - server.requests}
     assert cell["outcome"] == "failed" and "coverage" in cell["message"]
+    usage = json.loads((suite_dir.path / "reports" / "iqa-report.json").read_text())["run"]["usage"]
+    assert usage["sent"] == server.requests and usage["budget_exhausted"]
+
+
+def test_under_xdist_the_budget_holds_for_the_whole_run_and_usage_counts_every_worker(
+    suite_dir, shared_cache, fake_openai
+):
+    """Each worker has an engine of its own, so each gets a share of the budget: two workers
+    with the whole budget each could spend twice it. The report adds up both workers' usage."""
+    server = fake_openai(responder=constant("Score: 50"))
+    (suite_dir.path / "prices.toml").write_text('[models."split"]\ninput = 100\noutput = 0\n')
+    two_cells = ("-m", "ss and standard and (fr_structure or fr_color)", "-k", "not metamorphic")
+    result = run(suite_dir, shared_cache, "--iqa-model", "openai:split", "--iqa-base-url", server.url,
+                 "--iqa-prices", "prices.toml", "--iqa-budget-usd", "0.5", "--iqa-concurrency", "2",
+                 "-n", "2", *two_cells)  # fmt: skip
+    result.assert_outcomes(failed=2)
+    price = (len(prompt_text(server.last_request)) // 4 + 2 * 85) * 100 / 1e6
+    per_worker = math.ceil(0.25 / price)
+    assert 5 < per_worker < 40
+    # Each worker stops at its half of the budget; one more of its requests may be in flight.
+    assert 2 * per_worker <= server.requests <= 2 * per_worker + 2
+    assert server.requests * price < 0.5 + 4 * price  # the whole run: the budget, plus what was in flight
+    usage = json.loads((suite_dir.path / "reports" / "iqa-report.json").read_text())["run"]["usage"]
+    assert usage["sent"] == server.requests and usage["budget_usd"] == 0.5 and usage["budget_exhausted"]
+    assert usage["failures"] == {"budget": 160 - server.requests}
+    assert usage["cost_usd"] == pytest.approx(server.requests * price, rel=1e-3)
 
 
 @pytest.mark.parametrize(

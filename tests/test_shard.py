@@ -81,6 +81,8 @@ def test_parallel_and_sharded_then_merged_runs_report_what_a_single_run_does(sui
         if line.startswith("[gw") and "PASSED" in line:
             workers.setdefault(cell_scope(line.split()[-1]), set()).add(line.split()[0])
     assert len(workers) == 2 and all(len(w) == 1 for w in workers.values()), workers
+    usage = _report(root / "parallel")["run"]["usage"]  # the workers', added up by the controller
+    assert usage["sent"] == 0 and usage["cached"] == usage["unique"] > 0  # the single run asked them all
     assert len(_history(root / "parallel")) == 1  # the controller's, none from the workers
 
     counts = []
@@ -96,6 +98,8 @@ def test_parallel_and_sharded_then_merged_runs_report_what_a_single_run_does(sui
     assert main(["merge", *parts, "-o", str(out)]) == 0
     merged = _report(root / "merged")
     assert merged["cells"] == single["cells"] and merged["run"]["shard"] is None
+    shard_usage = [_report(root / f"shard{k}")["run"]["usage"] for k in (1, 2)]
+    assert merged["run"]["usage"]["queries"] == sum(u["queries"] for u in shard_usage) > 0
     assert [m["shard"] for m in merged["run"]["merged_from"]] == ["1/2", "2/2"]
     assert not merged["run"]["partial"] and (root / "merged" / "iqa-report.html").is_file()
     assert len(_history(root / "merged")) == 1

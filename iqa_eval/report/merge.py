@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from iqa_eval.report.writer import assemble
+from iqa_eval.usage import combine_usage
 
 
 class MergeError(ValueError):
@@ -84,6 +85,7 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str,
         "finished": max(str(r["finished"]) for r in runs),
         "partial": any(bool(r.get("partial")) for r in runs) or bool(missing),
         "shard": None,
+        "usage": combine_usage(r.get("usage") for r in runs),
         "merged_from": [
             {
                 "source": source,
