@@ -11,12 +11,14 @@ import json
 import math
 import re
 import socket
+import ssl
 from typing import NamedTuple
 
 import httpx2
 import numpy as np
 import openai
 import pytest
+import trustme
 from aiohttp import web
 from aiohttp.test_utils import RawTestServer
 from fake_openai import REFUSAL, constant, prompt_text
@@ -468,6 +470,44 @@ def test_requests_go_through_the_proxy_the_environment_names(images, monkeypatch
     assert answer.text == "Score: 1" and proxy.requests[0].target == f"{target}/chat/completions"
     with pytest.raises(TransientModelError, match="connection"):  # bypassed: straight to the closed port
         asyncio.run(go(no_proxy="127.0.0.1"))
+
+
+def test_https_trusts_what_ssl_cert_file_names_and_stops_at_once_on_an_untrusted_certificate(
+    images, monkeypatch, tmp_path
+):
+    """A private CA (a company proxy, an internal vLLM) is trusted through SSL_CERT_FILE; without
+    it, every request would meet the same certificate, so the run stops at the first with a
+    message that says what to do, instead of retrying each query."""
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    store = ImageStore()
+    recorder = Recorder(completion)
+
+    async def go():
+        server = RawTestServer(recorder, host="127.0.0.1", port=0)
+        await server.start_server(ssl=server_tls)
+        url = f"https://127.0.0.1:{server.port}/v1"
+        client = OpenAIModel("openai:gpt-4o", store, ModelOptions(base_urls=(url,)))
+        try:
+            return await client.answer(fr_ds_query(store, images))
+        finally:
+            await client.aclose()
+            await server.close()
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    with pytest.raises(PermanentModelError) as caught:
+        asyncio.run(go())
+    assert caught.value.reason == "tls" and "SSL_CERT_FILE" in str(caught.value)
+    assert "certificate" in str(caught.value) and not recorder.requests
+
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    assert asyncio.run(go()).text == "Score: 1"
+    assert recorder.requests[0].headers["authorization"] == f"Bearer {KEY}"
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ import json
 import math
 import os
 import re
+import ssl
 import time
 import urllib.request
 import weakref
@@ -208,6 +209,15 @@ class OpenAIModel(ModelClient):
             raise TransientModelError(
                 "timeout", f"no answer from {where} within {self.timeout_s:g} s"
             ) from None
+        except aiohttp.ClientConnectorCertificateError as err:
+            # Every request would meet the same certificate: stop at once, saying what to do.
+            raise PermanentModelError(
+                "tls",
+                self._scrub(
+                    f"{where}: the server's certificate is not trusted ({err.certificate_error}); if a "
+                    "private CA or a proxy signs it, point SSL_CERT_FILE at that CA's certificate"
+                ),
+            ) from None
         except (aiohttp.ClientError, OSError) as err:
             reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
             raise TransientModelError("connection", self._scrub(f"{where}: {reason}")) from None
@@ -322,8 +332,12 @@ class OpenAIModel(ModelClient):
         ):
             if os.environ.get(variable, "").strip():
                 headers[header] = os.environ[variable].strip()
+        # A context of the client's own, made now, so SSL_CERT_FILE / SSL_CERT_DIR as set when the
+        # client is built are honoured (aiohttp's default context is made once, at its import).
+        tls: ssl.SSLContext | bool = ssl.create_default_context() if parts.scheme == "https" else True
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=self.timeout_s)
+            connector=aiohttp.TCPConnector(limit=0, ssl=tls),
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
         )
         where = redact_url(url)
         return _Replica(where, where.rstrip("/") + "/chat/completions", headers, session, _proxy_for(url))
