@@ -46,6 +46,19 @@ def _well_formed(answer: Answer) -> Answer:
     return replace(answer, text=text, detail=detail)
 
 
+def _quiet_interrupts(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    """Everything asyncio reports, except a Ctrl-C left in a task nobody awaited.
+
+    Ctrl-C raises in whichever task is running, sometimes one an HTTP library made for itself
+    (aiohttp writes a request body in a task of its own). That task ends with the interrupt and
+    nothing awaits it, so when it is collected asyncio prints its traceback, after the run has
+    already stopped cleanly and said so.
+    """
+    if isinstance(context.get("exception"), KeyboardInterrupt):
+        return
+    loop.default_exception_handler(context)
+
+
 @dataclass
 class EngineStats:
     requested: int = 0
@@ -188,6 +201,7 @@ class Engine:
         """Answers by query key for every query; failures are answers with an error."""
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
+            self._loop.set_exception_handler(_quiet_interrupts)
         return self._loop.run_until_complete(self.run_async(client, queries))
 
     def close(self, clients: Iterable[ModelClient] = ()) -> None:
