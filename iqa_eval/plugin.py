@@ -30,7 +30,7 @@ from iqa_eval.metamorphic import Case
 from iqa_eval.models.registry import ModelSpecError
 from iqa_eval.report.history import append_history
 from iqa_eval.report.plots import ScatterPlotter
-from iqa_eval.report.records import cell_record
+from iqa_eval.report.records import cell_record, metric_record
 from iqa_eval.report.run_info import now
 from iqa_eval.report.summary import summary_lines
 from iqa_eval.report.writer import build_report, write_reports
@@ -227,6 +227,8 @@ class CellCheck:
         record.update(extra)
         record["fingerprint"] = self.suite.clients[spec.model].fingerprint
         record["dataset_digest"] = dataset.manifest_digest()
+        ceiling = self.suite.noise_ceiling(spec, result)
+        record["noise_ceiling"] = None if ceiling is None else metric_record(ceiling)
         regression = self._against_baseline(record, gate.baseline_tolerance)
         self._finish(record)
         if regression is not None:

@@ -18,6 +18,7 @@ from iqa_eval.cells import PROTOCOL_IMPLS, Planner, evaluate, judge_answer
 from iqa_eval.config import RunConfig
 from iqa_eval.datasets.base import Dataset
 from iqa_eval.datasets.builtin import BuiltinDataset
+from iqa_eval.datasets.ceiling import noise_ceiling
 from iqa_eval.datasets.public import SelectionOptions
 from iqa_eval.datasets.registry import load_dataset
 from iqa_eval.engine import Engine
@@ -25,9 +26,9 @@ from iqa_eval.gates import Gate, GateProfile
 from iqa_eval.images import ImageStore
 from iqa_eval.models.base import ModelClient
 from iqa_eval.models.registry import make_client
-from iqa_eval.protocols.base import Plan
+from iqa_eval.protocols.base import Plan, metric_value
 from iqa_eval.subsets import stage2_subset
-from iqa_eval.types import STRATEGIES, Answer, CellResult, CellSpec, Item, Protocol, Strategy
+from iqa_eval.types import STRATEGIES, Answer, CellResult, CellSpec, Item, MetricValue, Protocol, Strategy
 
 STAGE1_SUBSET = "uniform"
 METAMORPHIC_SUBSET = "metamorphic"
@@ -210,6 +211,16 @@ class Suite:
                 spec, self.plan(spec), answers, self.config.seed, random_fill=self.config.random_fill
             )
         return self._results[spec.id]
+
+    def noise_ceiling(self, spec: CellSpec, result: CellResult) -> MetricValue | None:
+        """The SRCC a perfect observer could reach on this cell's items given the raters' noise,
+        aggregated as the cell's SRCC is; None without an SRCC or without published rating noise."""
+        srcc = result.metrics.get("srcc")
+        if srcc is None:
+            return None
+        items = self.plan(spec).items
+        ceiling = noise_ceiling(items, self.config.seed, local=srcc.aggregation == "local_mean")
+        return None if ceiling is None else metric_value(ceiling)
 
     def _reask(self, spec: CellSpec, answers: Mapping[str, Answer]) -> Mapping[str, Answer]:
         """The study's policy: a failed answer is asked again, up to twice. Each re-ask is its

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_datasets_mini import make_kadid, make_koniq, make_tqd
+from test_report_schema import validate_report
 
 from iqa_eval.config import OPTIONS, ConfigError, parse_data
 from iqa_eval.datasets.base import DatasetError
@@ -40,7 +41,9 @@ def test_iqa_data_adds_the_dataset_cells_next_to_the_builtin_ones(suite_dir, sha
         "-m",
         "fr_structure and ss and standard",
     )
-    cells = json.loads((suite_dir.path / "reports" / "iqa-report.json").read_text())["cells"]
+    report = json.loads((suite_dir.path / "reports" / "iqa-report.json").read_text())
+    validate_report(report)
+    cells = report["cells"]
     assert {c["id"] for c in cells} == {
         "expert/builtin/fr_structure/ss/standard/uniform",
         "expert/kadid10k/fr_structure/ss/standard/uniform",
@@ -49,6 +52,15 @@ def test_iqa_data_adds_the_dataset_cells_next_to_the_builtin_ones(suite_dir, sha
     assert kadid["n_items"] == 3 * 2 * 5 and kadid["coverage"] == 1.0 and kadid["outcome"] == "passed"
     assert kadid["metrics"]["srcc"]["aggregation"] == "local_mean"
     assert kadid["dataset_digest"] == load_dataset("kadid10k", kadid_photos).manifest_digest()
+    # KADID publishes each image's rating variance and 30 ratings per image: the ceiling is known,
+    # per reference like the cell's SRCC. The built-in ladders have no raters, so none.
+    ceiling = kadid["noise_ceiling"]
+    assert ceiling["aggregation"] == "local_mean" and ceiling["n"] == kadid["metrics"]["srcc"]["n"]
+    assert 0 < ceiling["ci"][0] <= ceiling["value"] <= ceiling["ci"][1] <= 1
+    builtin = next(c for c in cells if c["dataset"] == "builtin")
+    assert builtin["noise_ceiling"] is None
+    html = (suite_dir.path / "reports" / "iqa-report.html").read_text()
+    assert html.count("human-noise ceiling (srcc)") == 1
     result.assert_outcomes(passed=2)
 
 

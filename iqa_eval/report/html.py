@@ -284,7 +284,14 @@ def _cell_view(
                 "aggregation": m["aggregation"],
                 "note": m["note"],
             }
-            for name, m in metrics.items()
+            for name, m in (
+                *metrics.items(),
+                *(
+                    [("human-noise ceiling (srcc)", cell["noise_ceiling"])]
+                    if cell.get("noise_ceiling")
+                    else []
+                ),
+            )
         ],
         "pairwise": pairwise,
         "scatter": plotter.render(cell.get("predictions", []), f"{cell['setting']}_{cell['attribute']}"),
