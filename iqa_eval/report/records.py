@@ -11,7 +11,9 @@ from typing import Any
 
 from iqa_eval.types import CellResult, Item, MetricValue
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+"""The minor number grows with every field added (1.1: a cell's ``noise_ceiling``); readers of 1.x
+keep working, so only a change they could misread raises the major number."""
 
 
 def metric_record(metric: MetricValue) -> dict[str, Any]:
