@@ -213,12 +213,14 @@ class Suite:
         return self._results[spec.id]
 
     def noise_ceiling(self, spec: CellSpec, result: CellResult) -> MetricValue | None:
-        """The SRCC a perfect observer could reach on this cell's items given the raters' noise,
-        aggregated as the cell's SRCC is; None without an SRCC or without published rating noise."""
+        """The SRCC a perfect observer could reach given the raters' noise, on the items the cell's
+        SRCC was computed on (those with a prediction: failed answers leave items out) and
+        aggregated as it is; None without an SRCC or without published rating noise."""
         srcc = result.metrics.get("srcc")
         if srcc is None:
             return None
-        items = self.plan(spec).items
+        scored = {p.item_id for p in result.predictions}
+        items = [item for item in self.plan(spec).items if item.id in scored]
         ceiling = noise_ceiling(items, self.config.seed, local=srcc.aggregation == "local_mean")
         return None if ceiling is None else metric_value(ceiling)
 

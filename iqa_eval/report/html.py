@@ -265,6 +265,9 @@ def _cell_view(
     for w in worst:
         w["thumb"] = thumbs.css_class(w.pop("image"))
     baseline = cell.get("baseline")
+    rows = list(metrics.items())
+    if cell.get("noise_ceiling"):
+        rows.append(("human-noise ceiling (srcc)", cell["noise_ceiling"]))
     return {
         **cell,
         "anchor": anchor,
@@ -284,14 +287,7 @@ def _cell_view(
                 "aggregation": m["aggregation"],
                 "note": m["note"],
             }
-            for name, m in (
-                *metrics.items(),
-                *(
-                    [("human-noise ceiling (srcc)", cell["noise_ceiling"])]
-                    if cell.get("noise_ceiling")
-                    else []
-                ),
-            )
+            for name, m in rows
         ],
         "pairwise": pairwise,
         "scatter": plotter.render(cell.get("predictions", []), f"{cell['setting']}_{cell['attribute']}"),
