@@ -11,6 +11,12 @@ items for a global value.
 A cell regresses when the whole 95% interval of (now - baseline) lies below ``-tolerance``, that
 is when the one-sided p-value of "no worse than the tolerance allows" is below 0.025.
 Improvements are reported, never failed.
+
+Metamorphic cells report a rate (the share of cases whose relation held) and no per-item
+predictions; their two runs are compared as independent proportions with Newcombe's hybrid
+score interval, which keeps its level for rates near 1 where a bootstrap of a few dozen cases
+degenerates. Every selected cell gets a status: ``compared``, ``no baseline`` (the baseline does
+not hold it) or ``not comparable`` (its metric changed), so nothing goes unjudged in silence.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy.optimize import brentq
 from scipy.stats import norm, rankdata
 from scipy.stats import t as t_dist
 
@@ -35,6 +42,8 @@ DEFAULT_TOLERANCE = 0.02
 LEVEL = 0.95
 N_RESAMPLES = 1000
 COMPARABLE = ("srcc", "krcc", "plcc")
+RATES = ("invariance",)
+"""Primary metrics that are rates over cases: compared as proportions, not from predictions."""
 # Truth values of one item in two runs that differ by more than this mean the dataset changed.
 _TRUTH_ATOL = 1e-9
 
@@ -58,9 +67,11 @@ class Comparison:
     unit: str
     tolerance: float
     note: str = ""
+    status: str = "compared"
 
     def to_record(self) -> dict[str, Any]:
         return {
+            "status": self.status,
             "metric": self.metric,
             "baseline_value": self.baseline_value,
             "now_value": self.now_value,
@@ -75,6 +86,8 @@ class Comparison:
         }
 
     def message(self) -> str:
+        if self.status == "no baseline":
+            return f"no baseline ({self.note})"
         if self.delta is None:
             return f"baseline: no comparison ({self.note})"
         lo, hi = self.ci
@@ -257,8 +270,67 @@ def _expansion(n: int) -> float:
     return math.sqrt(n / (n - 1))
 
 
-def _untestable(name: str, tolerance: float, n: int, unit: str, note: str) -> Comparison:
-    return Comparison(name, None, None, None, (None, None), None, False, n, unit, tolerance, note)
+def _untestable(
+    name: str, tolerance: float, n: int, unit: str, note: str, status: str = "compared"
+) -> Comparison:
+    return Comparison(name, None, None, None, (None, None), None, False, n, unit, tolerance, note, status)
+
+
+def _wilson(k: float, n: int, z: float) -> tuple[float, float]:
+    centre = (k + z * z / 2) / (n + z * z)
+    half = z * math.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
+    return centre - half, centre + half
+
+
+def _newcombe(k1: float, n1: int, k2: float, n2: int, z: float) -> tuple[float, float]:
+    """Newcombe's hybrid score interval (his method 10) of p1 - p2 for independent proportions."""
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = _wilson(k1, n1, z)
+    l2, u2 = _wilson(k2, n2, z)
+    d = p1 - p2
+    return d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2)
+
+
+def compare_rates(
+    name: str, now: Mapping[str, Any], base: Mapping[str, Any], *, tolerance: float
+) -> Comparison:
+    """A rate's change (now - baseline) over independent sets of cases, its interval and p-value.
+
+    The p-value is the one-sided level at which the interval's upper end touches ``-tolerance``,
+    so "p < 0.025" and "the 95% interval lies below -tolerance" are the same decision, as for
+    the paired bootstrap.
+    """
+    n1, n2 = int(now.get("n") or 0), int(base.get("n") or 0)
+    v1, v2 = now.get("value"), base.get("value")
+    if n1 < 1 or n2 < 1 or v1 is None or v2 is None:
+        return _untestable(name, tolerance, min(n1, n2), "cases", "no valid cases in one of the runs")
+    k1, k2 = round(float(v1) * n1), round(float(v2) * n2)
+    z95 = float(norm.ppf(1.0 - (1.0 - LEVEL) / 2.0))
+    low, high = _newcombe(k1, n1, k2, n2, z95)
+    delta = k1 / n1 - k2 / n2
+
+    def upper(z: float) -> float:
+        return _newcombe(k1, n1, k2, n2, z)[1] + tolerance
+
+    if delta >= -tolerance:
+        p_value = float(norm.sf(0.0))
+    elif upper(40.0) < 0:
+        p_value = float(norm.sf(40.0))
+    else:
+        p_value = float(norm.sf(brentq(upper, 0.0, 40.0)))
+    return Comparison(
+        metric=name,
+        baseline_value=k2 / n2,
+        now_value=k1 / n1,
+        delta=delta,
+        ci=(low, high),
+        p_value=p_value,
+        regressed=high < -tolerance,
+        n_units=min(n1, n2),
+        unit="cases",
+        tolerance=tolerance,
+        note=f"independent proportions over {n1} and {n2} cases (Newcombe)",
+    )
 
 
 # ------------------------------------------------------------------- records and files
@@ -312,10 +384,27 @@ def compare_cells(
     """Compare a cell record with its baseline record (None: the baseline lacks the cell)."""
     name = str(now.get("primary_metric") or "")
     if base is None:
-        return _untestable(name, tolerance, 0, "items", "the baseline has no such cell")
-    if name not in COMPARABLE or base.get("primary_metric") != name:
+        return _untestable(name, tolerance, 0, "items", "the baseline has no such cell", "no baseline")
+    if base.get("primary_metric") != name:
         return _untestable(
-            name, tolerance, 0, "items", f"primary metric {name!r} cannot be recomputed from predictions"
+            name,
+            tolerance,
+            0,
+            "items",
+            f"the primary metric changed from {base.get('primary_metric')!r} to {name!r}",
+            "not comparable",
+        )
+    if name in RATES:
+        now_metric, base_metric = now["metrics"].get(name) or {}, base["metrics"].get(name) or {}
+        return compare_rates(name, now_metric, base_metric, tolerance=tolerance)
+    if name not in COMPARABLE:
+        return _untestable(
+            name,
+            tolerance,
+            0,
+            "items",
+            f"primary metric {name!r} cannot be recomputed from predictions",
+            "not comparable",
         )
     sample, notes = pair_predictions(now, base)
     if base["id"] != now["id"]:

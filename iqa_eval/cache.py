@@ -1,23 +1,33 @@
-"""The response cache: answers keyed by model fingerprint and query key, in SQLite (WAL).
+"""The response cache: answers filed under the identity of the model that gave them, in SQLite.
 
+An answer is reused only for the identity that gave it (the spec's fingerprint plus what the
+server says of itself, :class:`~iqa_eval.models.base.ModelIdentity`): a model replaced behind
+the same name is asked again, its predecessor's answers stay on disk for export and replay.
 Only successful answers to deterministic queries are stored, so an outage or a rate limit can
 never be replayed as if the model had said it. WAL mode lets pytest-xdist workers read while one
 of them writes; each answer is committed as it arrives, so a killed run resumes where it stopped.
+
+Caches written before identities were recorded keep their answers in ``answers_unidentified``:
+nothing says which model gave them, so they are never replayed; ``iqa-eval cache clear`` drops
+them.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from iqa_eval.models.base import ModelIdentity
 from iqa_eval.types import Answer, Usage
 
-SCHEMA = """
+ANSWERS = """
 CREATE TABLE IF NOT EXISTS answers (
-    model TEXT NOT NULL,
+    identity TEXT NOT NULL,
     key TEXT NOT NULL,
     text TEXT NOT NULL,
     prompt_tokens INTEGER NOT NULL,
@@ -25,9 +35,18 @@ CREATE TABLE IF NOT EXISTS answers (
     latency_s REAL NOT NULL,
     cost_usd REAL NOT NULL,
     created REAL NOT NULL,
-    PRIMARY KEY (model, key)
+    PRIMARY KEY (identity, key)
 ) WITHOUT ROWID
 """
+IDENTITIES = """
+CREATE TABLE IF NOT EXISTS identities (
+    identity TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    served TEXT NOT NULL,
+    first_seen REAL NOT NULL
+) WITHOUT ROWID
+"""
+UNIDENTIFIED = "answers_unidentified"
 
 _CHUNK = 500  # stays under SQLite's limit on bound parameters
 
@@ -44,13 +63,52 @@ def open_database(path: Path, schema: str) -> sqlite3.Connection:
     return db
 
 
+@dataclass(frozen=True)
+class HeldIdentity:
+    """One identity the cache holds answers of, for ``iqa-eval cache stats`` and change notices."""
+
+    key: str
+    fingerprint: str
+    served: dict[str, str]
+    answers: int
+    first_seen: float
+
+    def describe(self) -> str:
+        served = ", ".join(f"{k}={v}" for k, v in sorted(self.served.items()))
+        return f"{self.fingerprint} ({served})" if served else self.fingerprint
+
+
 class ResponseCache:
     def __init__(self, directory: str | Path) -> None:
         self.path = Path(directory) / "responses.sqlite3"
         self._lock = threading.Lock()
-        self._db = open_database(self.path, SCHEMA)
+        self._db = open_database(self.path, IDENTITIES)
+        self._migrate()
 
-    def get_many(self, model: str, keys: Sequence[str]) -> dict[str, Answer]:
+    def _migrate(self) -> None:
+        """Set aside a cache of the schema without identities, once, whichever process gets there
+        first (the others wait on the write lock and find the work done)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(answers)")}
+            if columns and "identity" not in columns:
+                self._db.execute(f"DROP TABLE IF EXISTS {UNIDENTIFIED}")
+                self._db.execute(f"ALTER TABLE answers RENAME TO {UNIDENTIFIED}")
+            self._db.execute(ANSWERS)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def remember(self, identity: ModelIdentity) -> None:
+        """Record what an identity key stands for (the first time it is seen)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO identities VALUES (?, ?, ?, ?)",
+                (identity.key, identity.fingerprint, json.dumps(dict(identity.served)), time.time()),
+            )
+
+    def get_many(self, identity: str, keys: Sequence[str]) -> dict[str, Answer]:
         found: dict[str, Answer] = {}
         with self._lock:
             for start in range(0, len(keys), _CHUNK):
@@ -58,8 +116,8 @@ class ResponseCache:
                 marks = ",".join("?" * len(chunk))
                 rows = self._db.execute(
                     "SELECT key, text, prompt_tokens, completion_tokens, latency_s, cost_usd FROM answers "
-                    f"WHERE model = ? AND key IN ({marks})",
-                    [model, *chunk],
+                    f"WHERE identity = ? AND key IN ({marks})",
+                    [identity, *chunk],
                 ).fetchall()
                 for key, text, pt, ct, latency, cost in rows:
                     found[key] = Answer(
@@ -67,14 +125,35 @@ class ResponseCache:
                     )
         return found
 
-    def put(self, model: str, key: str, answer: Answer) -> None:
+    def superseded(self, identity: ModelIdentity, keys: Sequence[str]) -> list[HeldIdentity]:
+        """Other identities of the same fingerprint that answered some of ``keys``: the model
+        changed behind its name since they were cached. Newest first."""
+        counts: dict[str, int] = {}
+        with self._lock:
+            for start in range(0, len(keys), _CHUNK):
+                chunk = list(keys[start : start + _CHUNK])
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    "SELECT a.identity, COUNT(*) FROM answers a JOIN identities i ON a.identity = i.identity "
+                    f"WHERE i.fingerprint = ? AND a.identity != ? AND a.key IN ({marks}) GROUP BY a.identity",
+                    [identity.fingerprint, identity.key, *chunk],
+                ).fetchall()
+                for key, n in rows:
+                    counts[key] = counts.get(key, 0) + int(n)
+        held = [h for h in self.identities() if h.key in counts]
+        return [
+            HeldIdentity(h.key, h.fingerprint, h.served, counts[h.key], h.first_seen)
+            for h in sorted(held, key=lambda h: -h.first_seen)
+        ]
+
+    def put(self, identity: str, key: str, answer: Answer) -> None:
         if not answer.ok or answer.text is None:
             raise ValueError("only successful answers may be cached")
         with self._lock:
             self._db.execute(
                 "INSERT OR IGNORE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    model,
+                    identity,
                     key,
                     answer.text,
                     answer.usage.prompt_tokens,
@@ -85,14 +164,27 @@ class ResponseCache:
                 ),
             )
 
-    def entries(self, model: str | None = None) -> Iterable[tuple[str, str, str]]:
-        """(model, key, text) rows, for export to a replay file."""
+    def identities(self) -> list[HeldIdentity]:
+        """Every identity the cache holds answers of, oldest first."""
         with self._lock:
-            if model is None:
-                return list(self._db.execute("SELECT model, key, text FROM answers ORDER BY model, key"))
+            rows = self._db.execute(
+                "SELECT i.identity, i.fingerprint, i.served, i.first_seen, COUNT(a.key) FROM identities i "
+                "LEFT JOIN answers a ON a.identity = i.identity GROUP BY i.identity ORDER BY i.first_seen"
+            ).fetchall()
+        return [
+            HeldIdentity(key, fp, json.loads(served), int(n), first) for key, fp, served, first, n in rows
+        ]
+
+    def entries(self, identity: str | None = None) -> list[tuple[str, str, str]]:
+        """(identity, key, text) rows, for export to a replay file."""
+        with self._lock:
+            if identity is None:
+                return list(
+                    self._db.execute("SELECT identity, key, text FROM answers ORDER BY identity, key")
+                )
             return list(
                 self._db.execute(
-                    "SELECT model, key, text FROM answers WHERE model = ? ORDER BY key", (model,)
+                    "SELECT identity, key, text FROM answers WHERE identity = ? ORDER BY key", (identity,)
                 )
             )
 
@@ -100,14 +192,28 @@ class ResponseCache:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
 
+    def unidentified(self) -> int:
+        """Answers of a cache from before identities were recorded: kept, never replayed."""
+        with self._lock:
+            exists = self._db.execute(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (UNIDENTIFIED,)
+            ).fetchone()[0]
+            if not exists:
+                return 0
+            return int(self._db.execute(f"SELECT COUNT(*) FROM {UNIDENTIFIED}").fetchone()[0])
+
     def integrity_ok(self) -> bool:
         with self._lock:
             return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
 
     def clear(self) -> int:
         with self._lock:
-            removed = self._db.execute("DELETE FROM answers").rowcount
-            return int(removed)
+            removed = int(self._db.execute("DELETE FROM answers").rowcount)
+            self._db.execute("DELETE FROM identities")
+        unidentified = self.unidentified()
+        with self._lock:
+            self._db.execute(f"DROP TABLE IF EXISTS {UNIDENTIFIED}")
+        return removed + unidentified
 
     def close(self) -> None:
         with self._lock:

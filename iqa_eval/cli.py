@@ -65,13 +65,19 @@ def cmd_trend(args: argparse.Namespace) -> int:
     except HistoryError as err:
         raise CliError(str(err)) from None
     out = Path(args.output) if args.output else directory / TREND_NAME
-    write_trend(out, history)
+    write_trend(out, history, include_partial=args.include_partial)
     print(out)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     before, after = _load_report(Path(args.a)), _load_report(Path(args.b))
+    for path, report in ((args.a, before), (args.b, after)):
+        if report["run"].get("partial") and not args.include_partial:
+            raise CliError(
+                f"{path} is the report of a run that was cut short; compare whole runs, or pass "
+                "--include-partial to compare the cells it finished"
+            )
     table, notes = compare_reports(before, after, tolerance=args.tolerance, seed=int(after["run"]["seed"]))
     print(f"A = {args.a}\nB = {args.b}  (delta = B - A; paired over the items both judged)")
     if not table.empty:
@@ -138,6 +144,14 @@ def cmd_cache(args: argparse.Namespace) -> int:
         print(
             f"{cache.path}: {cache.count()} answers, integrity {'ok' if cache.integrity_ok() else 'FAILED'}"
         )
+        for held in cache.identities():
+            print(f"  {held.answers:>8} answers of {held.key}: {held.describe()}")
+        unidentified = cache.unidentified()
+        if unidentified:
+            print(
+                f"  {unidentified:>8} answers from before identities were recorded: never replayed "
+                "(iqa-eval cache clear removes them)"
+            )
         print(f"{measurements.path}: {measurements.count()} expert measurements")
     elif args.action == "clear":
         print(f"{cache.path}: removed {cache.clear()} answers")
@@ -176,6 +190,7 @@ def parser() -> argparse.ArgumentParser:
         "--report-dir", default="reports", help="directory holding history.jsonl (default reports)"
     )
     t.add_argument("-o", "--output", help=f"HTML file to write (default: {TREND_NAME} in the report dir)")
+    t.add_argument("--include-partial", action="store_true", help="also chart runs that were cut short")
     t.set_defaults(func=cmd_trend)
     m = sub.add_parser("compare", help="table of metric deltas for the cells two reports share")
     m.add_argument("a", help="the earlier report (iqa-report.json)")
@@ -187,6 +202,9 @@ def parser() -> argparse.ArgumentParser:
         help=f"drop a cell may show before it counts as regressed (default {DEFAULT_TOLERANCE})",
     )
     m.add_argument("--fail-on-regression", action="store_true", help="exit with 1 when any cell regressed")
+    m.add_argument(
+        "--include-partial", action="store_true", help="accept reports of runs that were cut short"
+    )
     m.set_defaults(func=cmd_compare)
     g = sub.add_parser("merge", help="join the reports of shards (--iqa-shard) into the report of one run")
     g.add_argument("reports", nargs="+", help="iqa-report.json files to merge")
@@ -204,7 +222,7 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cache", help="inspect, clear or export the response cache")
     c.add_argument("action", choices=["stats", "clear", "export"])
     c.add_argument("file", nargs="?", help="export: the JSON Lines replay file to write")
-    c.add_argument("--model", help="export: only this model fingerprint")
+    c.add_argument("--model", help="export: only the answers of this identity (see cache stats)")
     c.add_argument("--cache", default=".iqa_cache", help="cache directory (default .iqa_cache)")
     c.set_defaults(func=cmd_cache)
     d = sub.add_parser("datasets", help="list the datasets, verify a copy, build Aug-KADID")

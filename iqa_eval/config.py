@@ -46,6 +46,7 @@ class RunConfig:
     random_fill: bool = False
     model_options: ModelOptions = field(default_factory=ModelOptions)
     budget_usd: float | None = None
+    max_requests: int | None = None
     prices: PriceTable = field(default_factory=PriceTable)
     baseline: Path | None = None
     shard: tuple[int, int] | None = None
@@ -83,7 +84,12 @@ OPTIONS: dict[str, tuple[type, Any, str]] = {
     "timeout": (float, 120.0, "seconds before a request counts as timed out (and is retried)"),
     "device": (str, "cpu", "torch device of local (hf:) models"),
     "dtype": (str, "float32", "torch dtype of local (hf:) models"),
-    "budget_usd": (float, None, "stop sending API requests once the run has spent this many USD"),
+    "budget_usd": (
+        float,
+        None,
+        "stop sending API requests once the run has spent this many USD (needs a known price)",
+    ),
+    "max_requests": (int, None, "stop sending requests once the run has sent this many (retries count)"),
     "prices": (str, None, "TOML file of USD prices per 1M tokens, over the built-in table"),
     "compat": (
         str,
@@ -150,6 +156,9 @@ def build(root: Path, values: dict[str, Any]) -> RunConfig:
     budget = values["budget_usd"]
     if budget is not None and not budget >= 0:
         raise ConfigError(f"budget_usd must be a non-negative number of USD, got {budget}")
+    max_requests = values["max_requests"]
+    if max_requests is not None and max_requests < 0:
+        raise ConfigError(f"max_requests must be a non-negative number of requests, got {max_requests}")
     try:
         prices = PriceTable.load(root / values["prices"]) if values["prices"] else PriceTable()
     except PricesError as err:
@@ -179,6 +188,7 @@ def build(root: Path, values: dict[str, Any]) -> RunConfig:
             dtype=values["dtype"],
         ),
         budget_usd=budget,
+        max_requests=max_requests,
         prices=prices,
         baseline=Path(values["baseline"]) if values["baseline"] else None,
         shard=parse_shard(values["shard"]) if values["shard"] else None,

@@ -1,12 +1,15 @@
-"""Executes queries once: deduplicate, read the cache, dispatch the rest concurrently.
+"""Executes queries once: establish who answers, deduplicate, read the cache, dispatch the rest.
 
-A run costs ``unique queries × latency / concurrency`` rather than the sum over tests. Transient
-failures are retried with exponential backoff and jitter (a server's ``retry-after`` wins, and
-holds back every request, since a rate limit applies to the account, not to one query); a rate
-limit halves the concurrency, which then grows back by one per window of successes. A permanent
-failure (bad key, unknown model) stops the run with one message, after the answers already
-received are safely in the cache. A budget stops sending once the spend reaches it: what was not
-sent is a ``budget`` failure, never a score.
+A run costs ``unique queries × latency / concurrency`` rather than the sum over tests. Before any
+cached answer of a model is used, the model's identity is established live (for an API model:
+its models listing and one real request), and only answers of that identity are replayed.
+Transient failures are retried with exponential backoff and jitter (a server's ``retry-after``
+wins, and holds back every request, since a rate limit applies to the account, not to one
+query); a rate limit halves the concurrency, which then grows back by one per window of
+successes. A permanent failure (bad key, unknown model, an endpoint that stopped answering)
+stops sending to that model at once, with one message, and marks the rest of its queries with
+the reason. A budget or a request cap stops sending once reached: what was not sent is a
+``budget`` failure, never a score.
 """
 
 from __future__ import annotations
@@ -21,13 +24,8 @@ from dataclasses import dataclass, field, replace
 from tqdm import tqdm
 
 from iqa_eval.cache import ResponseCache
-from iqa_eval.models.base import ModelClient, PermanentModelError, TransientModelError
+from iqa_eval.models.base import ModelClient, ModelIdentity, PermanentModelError, TransientModelError
 from iqa_eval.types import Answer, Query
-
-
-class RunAborted(RuntimeError):
-    """A permanent model error: every further request would fail the same way."""
-
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -73,6 +71,10 @@ class EngineStats:
     cost_usd: float = 0.0
     wall_s: float = 0.0
     budget_exhausted: bool = False
+    requests: int = 0
+    """HTTP requests (or local calls) made, retries included: what ``--iqa-max-requests`` caps."""
+    unsent: int = 0
+    """Dispatched queries never sent: held back by a cap, or after the model stopped answering."""
     failures: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: EngineStats) -> None:
@@ -88,6 +90,8 @@ class EngineStats:
             "completion_tokens",
             "cost_usd",
             "wall_s",
+            "requests",
+            "unsent",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.budget_exhausted = self.budget_exhausted or other.budget_exhausted
@@ -161,6 +165,42 @@ class AdaptiveLimit:
             self._cond.notify(max(0, self.limit - self._active))
 
 
+IDENTITY_RETRY = RetryPolicy(max_attempts=4, base_delay_s=0.25, max_delay_s=2.0)
+"""Establishing an identity is the first contact with a server: a dead endpoint should be named
+within seconds, not after a query's full backoff (about 15 s)."""
+
+
+@dataclass(frozen=True)
+class Unidentified:
+    """Why a model's identity could not be established: none of its queries is then sent, and
+    none of its cached answers used."""
+
+    reason: str
+    detail: str
+
+    def answer(self) -> Answer:
+        return Answer(None, error=self.reason, detail=self.detail)
+
+
+@dataclass(frozen=True)
+class IdentityChange:
+    """The served identity of a model differs from the one its cached answers were given by."""
+
+    spec: str
+    old: str
+    new: str
+    answers: int
+
+    def message(self) -> str:
+        return (
+            f"{self.spec}: served identity changed, {self.old} -> {self.new}; asking again "
+            f"({self.answers} cached answers of the old identity kept, not used)"
+        )
+
+    def to_record(self) -> dict[str, object]:
+        return {"model": self.spec, "old": self.old, "new": self.new, "cached_answers_not_used": self.answers}
+
+
 class Engine:
     """Runs queries for model clients; one engine serves a whole run (every stage, every model).
 
@@ -168,9 +208,13 @@ class Engine:
     so API clients keep their pooled connections from one stage to the next; :meth:`close`
     releases it.
 
-    ``budget_usd`` covers every run of the engine. Requests already in flight when the spend
-    reaches it still land, so the spend can pass it by what ``concurrency`` requests cost; a
-    model without a known price reports no spend, and no budget can stop it.
+    ``budget_usd`` and ``max_requests`` cover every run of the engine. Requests already in
+    flight when a cap is reached still land, so the spend can pass the budget by what
+    ``concurrency`` requests cost. A budget in USD needs a known price (the run configuration
+    refuses one otherwise); ``max_requests`` holds for any model.
+
+    What the user must be told once (an identity change, a model that stopped answering, a cap
+    that stopped the run) is kept in :attr:`notices`, in the order it happened.
     """
 
     def __init__(
@@ -181,28 +225,49 @@ class Engine:
         progress: bool = True,
         seed: int = 0,
         budget_usd: float | None = None,
+        max_requests: int | None = None,
     ) -> None:
         self.cache = cache
         self.concurrency = concurrency
         self.retry = retry or RetryPolicy()
         self.progress = progress
         self.budget_usd = budget_usd
+        self.max_requests = max_requests
         self._rng = random.Random(seed)  # jitter only: it never changes what is asked
         self._spent = 0.0
+        self._requests = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._identities: dict[str, ModelIdentity | Unidentified] = {}
+        self._halted: dict[str, PermanentModelError] = {}
         self.stats = EngineStats()
+        self.notices: list[str] = []
+        self.identity_changes: list[IdentityChange] = []
+        self.stopped_by: str | None = None
+        """The cap that stopped sending (``budget`` or ``max_requests``), once one did."""
 
     @property
     def spent_usd(self) -> float:
         """Spend of every request this engine sent, failed ones included (they are billed too)."""
         return self._spent
 
-    def run(self, client: ModelClient, queries: Sequence[Query]) -> dict[str, Answer]:
-        """Answers by query key for every query; failures are answers with an error."""
+    def _run_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
             self._loop.set_exception_handler(_quiet_interrupts)
-        return self._loop.run_until_complete(self.run_async(client, queries))
+        return self._loop
+
+    def run(self, client: ModelClient, queries: Sequence[Query]) -> dict[str, Answer]:
+        """Answers by query key for every query; failures are answers with an error."""
+        return self._run_loop().run_until_complete(self.run_async(client, queries))
+
+    def identify(self, client: ModelClient) -> ModelIdentity | Unidentified:
+        """The model's identity, established live the first time it is asked for."""
+        return self._run_loop().run_until_complete(self.identity(client))
+
+    def adopt(self, spec: str, identity: ModelIdentity | Unidentified) -> None:
+        """Take an identity established elsewhere (by the pytest-xdist controller, once for all
+        its workers): each worker asking again would send one request more per worker."""
+        self._identities[spec] = identity
 
     def close(self, clients: Iterable[ModelClient] = ()) -> None:
         """Release the clients' connections on the loop that opened them, then stop that loop.
@@ -227,30 +292,98 @@ class Engine:
         finally:
             loop.close()
 
+    def _say(self, message: str) -> None:
+        if message not in self.notices:
+            self.notices.append(message)
+
+    async def identity(self, client: ModelClient) -> ModelIdentity | Unidentified:
+        known = self._identities.get(client.spec)
+        if known is not None:
+            return known
+        found: ModelIdentity | Unidentified
+        last: TransientModelError | None = None
+        found = Unidentified("unreachable", "")
+        for attempt in range(IDENTITY_RETRY.max_attempts):
+            try:
+                found = await client.identify()
+                break
+            except PermanentModelError as err:
+                found = Unidentified(err.reason, err.detail)
+                break
+            except TransientModelError as err:
+                last = err
+            if attempt + 1 < IDENTITY_RETRY.max_attempts:
+                await asyncio.sleep(IDENTITY_RETRY.delay(attempt, last.retry_after, self._rng))
+        else:
+            assert last is not None
+            found = Unidentified(
+                "unreachable",
+                f"{last.detail or last.reason} (no answer to {IDENTITY_RETRY.max_attempts} attempts to "
+                "establish which model serves)",
+            )
+        if isinstance(found, Unidentified):
+            self._say(f"{client.spec}: {found.reason}: {found.detail}; none of its queries is sent")
+        elif self.cache is not None and client.cacheable:
+            self.cache.remember(found)
+        self._identities[client.spec] = found
+        return found
+
     async def run_async(self, client: ModelClient, queries: Sequence[Query]) -> dict[str, Answer]:
         start = time.perf_counter()
         stats = EngineStats(requested=len(queries))
         unique = list({q.key: q for q in queries}.values())
         stats.unique = len(unique)
         answers: dict[str, Answer] = {}
-        if self.cache is not None and client.cacheable:
-            answers.update(self.cache.get_many(client.fingerprint, [q.key for q in unique]))
-        stats.cached = len(answers)
-        todo = [q for q in unique if q.key not in answers]
-        stats.dispatched = len(todo)
         try:
+            identity = await self.identity(client)
+            if isinstance(identity, Unidentified):
+                failed = identity.answer()
+                answers = {q.key: failed for q in unique}
+                stats.failed = len(unique)
+                stats.failures[identity.reason] = len(unique)
+                return answers
+            if self.cache is not None and client.cacheable:
+                keys = [q.key for q in unique]
+                answers.update(self.cache.get_many(identity.key, keys))
+                missing = [k for k in keys if k not in answers]
+                if missing:
+                    self._note_superseded(client.spec, identity, missing)
+            stats.cached = len(answers)
+            todo = [q for q in unique if q.key not in answers]
+            stats.dispatched = len(todo)
             if todo:
-                await self._dispatch(client, todo, answers, stats)
+                await self._dispatch(client, identity, todo, answers, stats)
         finally:
             stats.wall_s = time.perf_counter() - start
             self.stats.add(stats)
+            for notice in client.notices():
+                self._say(notice)
         return answers
 
-    def _over_budget(self) -> bool:
-        return self.budget_usd is not None and self._spent >= self.budget_usd
+    def _note_superseded(self, spec: str, identity: ModelIdentity, missing: Sequence[str]) -> None:
+        assert self.cache is not None
+        if any(change.spec == spec for change in self.identity_changes):
+            return
+        older = self.cache.superseded(identity, missing)
+        if older:
+            change = IdentityChange(spec, older[0].describe(), identity.describe(), older[0].answers)
+            self.identity_changes.append(change)
+            self._say(change.message())
+
+    def _cap_reached(self) -> str | None:
+        if self.budget_usd is not None and self._spent >= self.budget_usd:
+            return "budget"
+        if self.max_requests is not None and self._requests >= self.max_requests:
+            return "max_requests"
+        return None
 
     async def _dispatch(
-        self, client: ModelClient, todo: Sequence[Query], answers: dict[str, Answer], stats: EngineStats
+        self,
+        client: ModelClient,
+        identity: ModelIdentity,
+        todo: Sequence[Query],
+        answers: dict[str, Answer],
+        stats: EngineStats,
     ) -> None:
         limit = AdaptiveLimit(self.concurrency)
         bar = tqdm(
@@ -261,18 +394,19 @@ class Engine:
             leave=False,
             dynamic_ncols=True,
         )
-        abort: list[PermanentModelError] = []
+        store = self.cache is not None and client.cacheable
 
         async def one(query: Query) -> None:
-            answer = _well_formed(await self._ask(client, query, limit, stats, abort))
+            answer = _well_formed(await self._ask(client, query, limit, stats))
             answers[query.key] = answer
             stats.prompt_tokens += answer.usage.prompt_tokens
             stats.completion_tokens += answer.usage.completion_tokens
             stats.cost_usd += answer.cost_usd
             self._spent += answer.cost_usd
             if answer.ok:
-                if self.cache is not None and client.cacheable and query.decoding.deterministic:
-                    self.cache.put(client.fingerprint, query.key, answer)
+                if store and query.decoding.deterministic:
+                    assert self.cache is not None
+                    self.cache.put(identity.key, query.key, answer)
             else:
                 stats.failed += 1
                 reason = answer.error or "unknown"
@@ -293,42 +427,45 @@ class Engine:
             await asyncio.gather(*pending, return_exceptions=True)
         finally:
             bar.close()
-        if abort:
-            err = abort[0]
-            raise RunAborted(f"{client.spec}: {err.reason}: {err.detail}".rstrip(": "))
         for task in done:
             error = None if task.cancelled() else task.exception()
             if error is not None:
                 raise error
 
-    def _budget_answer(self, stats: EngineStats) -> Answer:
+    def _capped(self, cap: str, stats: EngineStats) -> Answer:
         stats.budget_exhausted = True
-        return Answer(
-            None,
-            error="budget",
-            detail=f"not sent: the spend ${self._spent:.4f} reached the budget of ${self.budget_usd:.4f}",
-        )
+        if self.stopped_by is None:
+            self.stopped_by = cap
+            what = f"the budget of ${self.budget_usd:.4f}" if cap == "budget" else "--iqa-max-requests"
+            self._say(
+                f"{what} stopped sending: ${self._spent:.4f} spent on {self._requests} requests; "
+                "queries not sent are 'budget' failures and their cells errors"
+            )
+        if cap == "budget":
+            detail = f"not sent: the spend ${self._spent:.4f} reached the budget of ${self.budget_usd:.4f}"
+        else:
+            detail = f"not sent: {self._requests} requests reached --iqa-max-requests {self.max_requests}"
+        return Answer(None, error="budget", detail=detail)
 
     async def _ask(
-        self,
-        client: ModelClient,
-        query: Query,
-        limit: AdaptiveLimit,
-        stats: EngineStats,
-        abort: list[PermanentModelError],
+        self, client: ModelClient, query: Query, limit: AdaptiveLimit, stats: EngineStats
     ) -> Answer:
         last: TransientModelError | None = None
         for attempt in range(self.retry.max_attempts):
-            if self._over_budget():
-                return self._budget_answer(stats)
-            epoch = await limit.acquire()
+            epoch: int | None = None
             rate_limited = False
             try:
-                if abort:
-                    raise asyncio.CancelledError
-                # Checked again after the wait for a slot: answers that arrived meanwhile spent money.
-                if self._over_budget():
-                    return self._budget_answer(stats)
+                # Checked before and after the wait for a slot: answers that arrived meanwhile
+                # spent money, or told that the model cannot answer at all.
+                held = self._held_back(client, stats)
+                if held is None:
+                    epoch = await limit.acquire()
+                    held = self._held_back(client, stats)
+                if held is not None:
+                    stats.unsent += attempt == 0
+                    return held
+                self._requests += 1
+                stats.requests += 1
                 return await client.answer(query)
             except TransientModelError as err:
                 last = err
@@ -337,10 +474,13 @@ class Engine:
                 if err.retry_after is not None:
                     limit.hold_off(min(err.retry_after, self.retry.max_delay_s))
             except PermanentModelError as err:
-                abort.append(err)
-                raise
+                if client.spec not in self._halted:
+                    self._halted[client.spec] = err
+                    self._say(f"{client.spec}: {err.reason}: {err.detail}; stopped sending to it")
+                return Answer(None, error=err.reason, detail=err.detail)
             finally:
-                await limit.release(rate_limited, epoch)
+                if epoch is not None:
+                    await limit.release(rate_limited, epoch)
             if attempt + 1 < self.retry.max_attempts:
                 stats.retries += 1
                 await asyncio.sleep(self.retry.delay(attempt, last.retry_after, self._rng))
@@ -350,3 +490,12 @@ class Engine:
             error=last.reason,
             detail=f"{last.detail} (gave up after {self.retry.max_attempts} attempts)",
         )
+
+    def _held_back(self, client: ModelClient, stats: EngineStats) -> Answer | None:
+        """The answer of a query that must not be sent (the model stopped answering, a cap was
+        reached), or None to send it."""
+        err = self._halted.get(client.spec)
+        if err is not None:
+            return Answer(None, error=err.reason, detail=err.detail)
+        cap = self._cap_reached()
+        return None if cap is None else self._capped(cap, stats)

@@ -2,9 +2,14 @@
 
 Plan → execute → assert: once pytest has collected and selected the cells (after ``-m``/``-k``),
 every selected cell is planned and the union of their queries runs through one engine, so each
-test only reads its answers and asserts its gate. Under pytest-xdist each worker evaluates the
-cells it is given, sharing the response cache, and the workers' cell records travel to the
-controller in ``user_properties``, where the reports are written once.
+test only reads its answers and asserts its gate. Under pytest-xdist the controller establishes
+each model's identity once and hands it to the workers; each worker evaluates the cells it is
+given, sharing the response cache, and the workers' cell records travel to the controller in
+``user_properties``, where the reports are written once.
+
+Exit statuses: 0 when every gate held, 1 when a gate was missed or a cell regressed,
+:data:`EXIT_UNMEASURED` when the only failures are cells that could not be measured (an endpoint
+down, a bad key, a cap reached), so CI can retry an outage instead of blocking a deployment for it.
 """
 
 from __future__ import annotations
@@ -23,17 +28,18 @@ import pytest
 from iqa_eval.baseline import Baseline, BaselineError, compare_cells
 from iqa_eval.config import OPTIONS, ConfigError, RunConfig, build, coerce, read_pyproject
 from iqa_eval.datasets.base import DatasetError
-from iqa_eval.engine import RunAborted
+from iqa_eval.engine import Unidentified
 from iqa_eval.gates import MARKERS, GateError, cell_markers, judge
 from iqa_eval.images import ImageError
 from iqa_eval.metamorphic import Case
+from iqa_eval.models.base import ModelIdentity
 from iqa_eval.models.registry import ModelSpecError
 from iqa_eval.report.history import append_history
 from iqa_eval.report.plots import ScatterPlotter
 from iqa_eval.report.records import cell_record, metric_record
 from iqa_eval.report.run_info import now
 from iqa_eval.report.summary import summary_lines
-from iqa_eval.report.writer import build_report, write_reports
+from iqa_eval.report.writer import build_report, remove_partial, write_reports
 from iqa_eval.suite import Suite, Unsupported
 from iqa_eval.types import CellResult, CellSpec, Item
 from iqa_eval.usage import combine_usage
@@ -45,6 +51,10 @@ PROPERTY = "iqa_cell"
 METAMORPHIC = "iqa_metamorphic"
 RELATION_MARK = "iqa_relation"
 WORKER_USAGE = "iqa_eval_usage"
+WORKER_NOTICES = "iqa_eval_notices"
+IDENTITIES = "iqa_eval_identities"
+EXIT_UNMEASURED = 75
+"""Cells could not be measured (sysexits' EX_TEMPFAIL: try again later), and nothing failed a gate."""
 USER_ERRORS = (ConfigError, GateError, ModelSpecError, DatasetError, ImageError)
 
 
@@ -114,14 +124,33 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"iqa-eval: {err}") from None
     if os.environ.get("CI") or not config.get_verbosity() >= 0:
         run_config = replace(run_config, progress=False)
-    if _is_worker(config) and run_config.budget_usd is not None:
-        # Each xdist worker has an engine of its own: a share of the budget each keeps the run
-        # within it (a worker may stop while another still has some left, never the reverse).
+    if _is_worker(config):
+        # Each xdist worker has an engine of its own: a share of each cap keeps the run within it
+        # (a worker may stop while another still has some left, never the reverse).
         workers = int(config.workerinput["workercount"])  # type: ignore[attr-defined]
-        run_config = replace(run_config, budget_usd=run_config.budget_usd / workers)
+        if run_config.budget_usd is not None:
+            run_config = replace(run_config, budget_usd=run_config.budget_usd / workers)
+        if run_config.max_requests is not None:
+            run_config = replace(run_config, max_requests=run_config.max_requests // workers)
     suite = Suite(run_config, lambda spec, store: config.hook.pytest_iqa_make_model(spec=spec, store=store))
     config.stash[SUITE] = suite
     config.pluginmanager.register(RunPlugin(config, suite), "iqa-eval-run")
+    if _is_worker(config):
+        for spec, identity in config.workerinput.get(IDENTITIES, {}).items():  # type: ignore[attr-defined]
+            suite.engine.adopt(spec, _identity_from_wire(spec, identity))
+
+
+def _identity_to_wire(identity: ModelIdentity | Unidentified) -> dict[str, Any]:
+    if isinstance(identity, Unidentified):
+        return {"unidentified": [identity.reason, identity.detail]}
+    return identity.to_record()
+
+
+def _identity_from_wire(spec: str, wire: dict[str, Any]) -> ModelIdentity | Unidentified:
+    if "unidentified" in wire:
+        reason, detail = wire["unidentified"]
+        return Unidentified(str(reason), str(detail))
+    return ModelIdentity.from_record(spec, wire)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -214,9 +243,6 @@ class CellCheck:
         except Unsupported as err:
             self._finish(_bare_record(self.spec, self.stage, "skipped", str(err)))
             pytest.skip(str(err))
-        except RunAborted as err:
-            self.node.session.shouldstop = f"iqa-eval stopped: {err}"
-            self._fail_with_error(str(err))
         except USER_ERRORS as err:
             self._fail_with_error(str(err))
         gate = self.suite.gates.gate_for(spec)
@@ -226,9 +252,17 @@ class CellCheck:
         record = cell_record(result, self.stage, dict(verdict.gate), verdict.message, stimuli)
         record.update(extra)
         record["fingerprint"] = self.suite.clients[spec.model].fingerprint
+        record["identity"] = self.suite.identity_record(spec.model)
         record["dataset_digest"] = dataset.manifest_digest()
         ceiling = self.suite.noise_ceiling(spec, result)
         record["noise_ceiling"] = None if ceiling is None else metric_record(ceiling)
+        unmeasured = self.suite.unmeasured(spec, result)
+        if unmeasured is not None:
+            # Its numbers stay in the record, but no gate or baseline judges a partial measurement.
+            record["outcome"] = "error"
+            record["message"] = f"{unmeasured}; {verdict.message}"
+            self._finish(record)
+            pytest.fail(f"iqa-eval error: {unmeasured}", pytrace=False)
         regression = self._against_baseline(record, gate.baseline_tolerance)
         self._finish(record)
         if regression is not None:
@@ -254,6 +288,8 @@ class CellCheck:
             record, baseline.find(record), tolerance=tolerance, seed=self.suite.config.seed
         )
         record["baseline"] = comparison.to_record()
+        if comparison.status == "no baseline":
+            record["message"] = f"no baseline: {comparison.note}; {record['message']}"
         if not comparison.regressed:
             return None
         record["message"] = f"{comparison.message()}; {record['message']}"
@@ -308,6 +344,18 @@ def iqa_metamorphic(request: pytest.FixtureRequest) -> MetamorphicCheck:
     return MetamorphicCheck(request.config.stash[SUITE], stage, spec, request.node)
 
 
+def _selected_ids(items: list[pytest.Item]) -> set[str]:
+    """The ids of the selected cells: a stage-2 cell's id reads ``best/best`` as its baseline
+    key does, since its system is chosen by the run."""
+    keys = set()
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        for name in (PROPERTY, METAMORPHIC):
+            if callspec is not None and name in callspec.params:
+                keys.add(callspec.params[name][1].id)
+    return keys
+
+
 def _selected_specs(items: list[pytest.Item]) -> list[tuple[int, CellSpec]]:
     out = []
     for item in items:
@@ -315,6 +363,13 @@ def _selected_specs(items: list[pytest.Item]) -> list[tuple[int, CellSpec]]:
         if callspec is not None and PROPERTY in callspec.params:
             out.append(callspec.params[PROPERTY])
     return out
+
+
+def _cell_of_nodeid(nodeid: str) -> str | None:
+    """The baseline key of a cell test's node id (``path::test[<cell id>]``), None for others."""
+    _, _, name = nodeid.partition("::")
+    _, bracket, param = name.partition("[")
+    return param[:-1] if bracket and param.endswith("]") and "/" in param else None
 
 
 def _cell_id(item: pytest.Item) -> str:
@@ -355,14 +410,47 @@ class RunPlugin:
         self._scatter: ScatterPlotter | None = None
         self.interrupted = False
         self.worker_usage: list[dict[str, Any] | None] = []
+        self.worker_notices: list[str] = []
+        self.unmeasured_cells = 0
+        self.other_failures = 0
+        self.exit_unmeasured = False
+        self._said: set[str] = set()
         baseline = suite.config.baseline
         try:
             config.stash[BASELINE] = Baseline.load(suite.config.resolve(baseline)) if baseline else None
             # Read now, not when the first cell is gated: a broken profile is a usage error, not a
             # traceback inside every test.
             _ = suite.gates
-        except (BaselineError, GateError) as err:
+            if suite.config.budget_usd is not None and not _is_worker(config):
+                self._check_prices()
+        except (BaselineError, GateError, *USER_ERRORS) as err:
             raise pytest.UsageError(f"iqa-eval: {err}") from None
+
+    def _check_prices(self) -> None:
+        unpriced = self.suite.unpriced()
+        if unpriced:
+            raise pytest.UsageError(
+                "iqa-eval: --iqa-budget-usd cannot hold for a model without a known price: "
+                + "; ".join(unpriced)
+                + '. Give its price in a TOML file passed as --iqa-prices FILE ([models."NAME"] with '
+                "input and output in USD per 1M tokens), or cap the number of requests instead with "
+                "--iqa-max-requests N"
+            )
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """Establish every model's identity once, in the controller, for all the workers: each
+        worker asking for itself would send one request more per worker."""
+        identities = {spec: _identity_to_wire(self.suite.identity(spec)) for spec in self.suite.config.models}
+        node.workerinput[IDENTITIES] = identities
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
+        """Under xdist only the workers collect: check the baseline against what they selected."""
+        try:
+            self._check_baseline_overlap({key for nodeid in ids if (key := _cell_of_nodeid(nodeid))})
+        except pytest.UsageError as err:
+            pytest.exit(str(err), returncode=pytest.ExitCode.USAGE_ERROR)
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         """Keep this shard's share of the items (``--iqa-shard K/N``), deselecting the rest."""
@@ -385,6 +473,7 @@ class RunPlugin:
         stage1 = [spec for stage, spec in selected if stage == 1]
         groups = {spec.group for stage, spec in selected if stage == 2}
         stage1 += [s for s in suite.stage1_specs() if s.group in groups]
+        self._check_baseline_overlap(_selected_ids(session.items))
         start = time.perf_counter()
         try:
             suite.execute(stage1)
@@ -394,18 +483,40 @@ class RunPlugin:
             # report still says what was run and that it was cut short.
             self.interrupted = True
             raise
-        except RunAborted as err:
-            pytest.exit(f"iqa-eval stopped: {err}", returncode=pytest.ExitCode.TESTS_FAILED)
         except USER_ERRORS as err:
             raise pytest.UsageError(f"iqa-eval: {err}") from None
         stats = suite.engine.stats
+        self._say_notices()
+        self._write_line(
+            f"iqa-eval: {len(selected)} cells, {stats.unique} unique queries "
+            f"({stats.cached} cached, {stats.dispatched} asked, {stats.failed} failed) "
+            f"in {time.perf_counter() - start:.1f}s"
+        )
+
+    def _write_line(self, line: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.write_line(
-                f"iqa-eval: {len(selected)} cells, {stats.unique} unique queries "
-                f"({stats.cached} cached, {stats.dispatched} asked, {stats.failed} failed) "
-                f"in {time.perf_counter() - start:.1f}s"
-            )
+            reporter.write_line(line)
+
+    def _say_notices(self) -> None:
+        """What the engine must tell once (identity changes, endpoints down, a cap that stopped
+        sending), each printed the first time it is known."""
+        for notice in self.suite.engine.notices:
+            if notice not in self._said:
+                self._said.add(notice)
+                self._write_line(f"iqa-eval: {notice}")
+
+    def _check_baseline_overlap(self, selected: set[str]) -> None:
+        """A baseline that shares none of the selected cells would gate nothing: a usage error."""
+        baseline = self.config.stash.get(BASELINE, None)
+        if baseline is None or not selected or selected & set(baseline.cells):
+            return
+        example = sorted(baseline.cells)[:1]
+        raise pytest.UsageError(
+            f"iqa-eval: the baseline {baseline.source} shares none of the {len(selected)} selected cells "
+            f"(it holds {len(baseline.cells)}, e.g. {example[0] if example else 'none'}); "
+            "bless a report of the same models and datasets, or drop --iqa-baseline"
+        )
 
     def _stage2(self, selected: list[tuple[int, CellSpec]]) -> list[CellSpec]:
         specs = []
@@ -418,6 +529,15 @@ class RunPlugin:
         return specs
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed:
+            unmeasured = report.when == "call" and any(
+                name == PROPERTY and cast(dict[str, Any], value).get("outcome") == "error"
+                for name, value in report.user_properties
+            )
+            if unmeasured:
+                self.unmeasured_cells += 1
+            else:
+                self.other_failures += 1
         if report.when != "call" and not (report.when == "setup" and not report.passed):
             return
         for name, value in report.user_properties:
@@ -431,14 +551,27 @@ class RunPlugin:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
-        """An xdist worker is done: keep what it sent and spent for the run's usage."""
-        self.worker_usage.append(getattr(node, "workeroutput", {}).get(WORKER_USAGE))
+        """An xdist worker is done: keep what it sent, spent and had to say for the run's report."""
+        output = getattr(node, "workeroutput", {})
+        self.worker_usage.append(output.get(WORKER_USAGE))
+        for notice in output.get(WORKER_NOTICES, []):
+            if notice not in self.worker_notices:
+                self.worker_notices.append(notice)
+
+    def _notices(self) -> list[str]:
+        own = self.suite.engine.notices if "engine" in self.suite.__dict__ else []
+        return list(dict.fromkeys([*own, *self.worker_notices]))
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if _is_worker(self.config):
             self.suite.close()
-            self.config.workeroutput[WORKER_USAGE] = self.suite.usage()  # type: ignore[attr-defined]
+            workeroutput = self.config.workeroutput  # type: ignore[attr-defined]
+            workeroutput[WORKER_USAGE] = self.suite.usage()
+            workeroutput[WORKER_NOTICES] = self._notices()
             return
+        if exitstatus == pytest.ExitCode.TESTS_FAILED and self.unmeasured_cells and not self.other_failures:
+            session.exitstatus = EXIT_UNMEASURED
+            self.exit_unmeasured = True
         if not (self.records or self.interrupted):
             return
         suite = self.suite
@@ -446,23 +579,32 @@ class RunPlugin:
         suite.close()
         shard = suite.config.shard
         baseline = self.config.stash.get(BASELINE, None)
+        partial = bool(session.shouldstop) or exitstatus == pytest.ExitCode.INTERRUPTED or self.interrupted
+        engine = suite.engine if "engine" in suite.__dict__ else None
         run = {
             "started": self.started,
             "finished": now(),
             "seed": suite.config.seed,
-            "partial": bool(session.shouldstop) or exitstatus == pytest.ExitCode.INTERRUPTED,
+            "partial": partial,
             "gates": suite.gates.source,
             "model_specs": list(suite.config.models),
             "shard": f"{shard[0]}/{shard[1]}" if shard else None,
             "baseline": baseline.source if baseline else None,
             "usage": combine_usage([suite.usage(), *self.worker_usage]),
+            "notices": self._notices(),
+            "identity_changes": [c.to_record() for c in engine.identity_changes] if engine else [],
+            "exit_status": int(session.exitstatus),
         }
         start = time.perf_counter()
         report = build_report(list(self.records.values()), run, suite.config.root)
         directory = suite.config.resolve(suite.config.report_dir)
-        self.report_paths = write_reports(report, directory)
-        # A shard is part of a run: `iqa-eval merge` appends the whole run's line instead.
-        if shard is None:
+        # An interrupted run never replaces the last complete report: it is written beside it.
+        self.report_paths = write_reports(report, directory, partial=partial)
+        if not partial:
+            remove_partial(directory)
+        # A shard is part of a run: `iqa-eval merge` appends the whole run's line instead. A run
+        # cut short before any cell finished has nothing to chart.
+        if shard is None and self.records:
             self.history_path = append_history(directory, report)
         self.write_seconds = time.perf_counter() - start
 
@@ -472,12 +614,22 @@ class RunPlugin:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.report_paths is None:
             return
+        notices = [n for n in self._notices() if n not in self._said]  # each said once
+        if notices:
+            terminalreporter.write_sep("-", "iqa-eval notices")
+            for notice in notices:
+                terminalreporter.write_line(f"iqa-eval: {notice}")
         terminalreporter.write_sep("-", "iqa-eval cells")
         for line in summary_lines(list(self.records.values())):
             terminalreporter.write_line(line)
         terminalreporter.write_sep("-", f"iqa-eval reports (written in {self.write_seconds:.1f}s)")
         for path in (*self.report_paths, *([self.history_path] if self.history_path else [])):
             terminalreporter.write_line(str(path))
+        if self.exit_unmeasured:
+            terminalreporter.write_line(
+                f"iqa-eval: {self.unmeasured_cells} cell(s) could not be measured and no gate failed: "
+                f"exit status {EXIT_UNMEASURED} (infrastructure, not capability)"
+            )
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:

@@ -2,11 +2,11 @@
 
 The cells of one model, dataset, setting and attribute share their images (every prompting
 system and metamorphic relation judges the same stimuli, and an expert measures each stimulus
-once per process); spread over workers, each worker would ask and measure them again. The
-stage-2 cells of a setting need every stage-1 cell of that setting (the best system is chosen
-from all of them), so they form one scope of their own: the smallest scopes are handed out last
-(xdist's ``--loadscope-reorder``, on by default), and by then the stage-1 answers they need are
-mostly in the shared response cache.
+once per process), and the stage-2 cells of a setting need every stage-1 cell of that setting
+(the best system is chosen from all of them). Each model, dataset and setting is therefore one
+scope, on one worker: no query is ever needed by two workers, so ``-n N`` sends exactly the
+requests ``-n 0`` sends, where smaller scopes made the worker of a stage-2 cell ask again what
+another worker was still asking (26% more requests against an API model).
 
 pytest-xdist's own ``loadgroup`` cannot be used for this: it groups by ``xdist_group`` marks
 through node ids it rewrites by a private attribute that pytest 9.2 no longer reads, so the
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]
 
-from iqa_eval.suite import BEST
 from iqa_eval.types import ATTRIBUTES, SETTINGS
 
 
@@ -36,13 +35,11 @@ def cell_scope(nodeid: str) -> str | None:
     parts = param[:-1].rsplit("/", 4)
     if len(parts) != 5 or "/" not in parts[0]:
         return None
-    model_dataset, setting_attribute, protocol, _, _ = parts
+    model_dataset, setting_attribute, _, _, _ = parts
     setting, _, attribute = setting_attribute.partition("_")
     if setting not in SETTINGS or attribute not in ATTRIBUTES:
         return None
-    if protocol == BEST:
-        return f"iqa-eval:{model_dataset}/{setting}/stage2"
-    return f"iqa-eval:{model_dataset}/{setting_attribute}"
+    return f"iqa-eval:{model_dataset}/{setting}"
 
 
 class CellScheduling(LoadGroupScheduling):  # type: ignore[misc]

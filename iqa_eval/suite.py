@@ -21,10 +21,10 @@ from iqa_eval.datasets.builtin import BuiltinDataset
 from iqa_eval.datasets.ceiling import noise_ceiling
 from iqa_eval.datasets.public import SelectionOptions
 from iqa_eval.datasets.registry import load_dataset
-from iqa_eval.engine import Engine
+from iqa_eval.engine import Engine, Unidentified
 from iqa_eval.gates import Gate, GateProfile
 from iqa_eval.images import ImageStore
-from iqa_eval.models.base import ModelClient
+from iqa_eval.models.base import INFRASTRUCTURE_FAILURES, ModelClient, ModelIdentity
 from iqa_eval.models.registry import make_client
 from iqa_eval.protocols.base import Plan, metric_value
 from iqa_eval.subsets import stage2_subset
@@ -108,6 +108,7 @@ class Suite:
             progress=self.config.progress,
             seed=self.config.seed,
             budget_usd=self.config.budget_usd,
+            max_requests=self.config.max_requests,
         )
 
     @cached_property
@@ -117,8 +118,9 @@ class Suite:
         return GateProfile.load(self.config.resolve(self.config.gates))
 
     def usage(self) -> dict[str, object] | None:
-        """What this process sent and spent, or None when it sent nothing (xdist controller)."""
-        if "engine" not in self.__dict__:
+        """What this process sent and spent, or None when it asked no query (the xdist controller,
+        which only establishes identities)."""
+        if "engine" not in self.__dict__ or not self.engine.stats.requested:
             return None
         stats = self.engine.stats
         notes = {spec: getattr(client, "price_note", "") for spec, client in self.clients.items()}
@@ -126,8 +128,9 @@ class Suite:
             "queries": stats.requested,
             "unique": stats.unique,
             "cached": stats.cached,
-            # Queries the budget held back were dispatched to the engine but never sent.
-            "sent": stats.dispatched - stats.failures.get("budget", 0),
+            # Queries a cap or a halted model held back were dispatched to the engine but never sent.
+            "sent": stats.dispatched - stats.unsent,
+            "requests": stats.requests,
             "failed": stats.failed,
             "failures": dict(stats.failures),
             "retries": stats.retries,
@@ -137,8 +140,43 @@ class Suite:
             "cost_usd": round(stats.cost_usd, 6),
             "budget_usd": self.config.budget_usd,
             "budget_exhausted": stats.budget_exhausted,
+            "max_requests": self.config.max_requests,
+            "stopped_by": self.engine.stopped_by,
             "price_notes": {spec: note for spec, note in notes.items() if note},
         }
+
+    def unpriced(self) -> list[str]:
+        """Why a budget in USD cannot hold: one line per model whose price is unknown."""
+        return [f"{spec}: {why}" for spec, client in self.clients.items() if (why := client.price_unknown)]
+
+    def identity(self, model: str) -> ModelIdentity | Unidentified:
+        """Who answers for ``model`` in this run, established live on first use."""
+        return self.engine.identify(self.clients[model])
+
+    def identity_record(self, model: str) -> dict[str, object]:
+        identity = self.identity(model)
+        if isinstance(identity, Unidentified):
+            return {"key": None, "fingerprint": self.clients[model].fingerprint, "served": {},
+                    "unidentified": f"{identity.reason}: {identity.detail}"}  # fmt: skip
+        return identity.to_record()
+
+    def unmeasured(self, spec: CellSpec, result: CellResult) -> str | None:
+        """Why a cell could not be measured (answers missing for reasons of infrastructure, not
+        of the model), with counts and one example, or None when every query reached the model."""
+        infra = {r: n for r, n in result.n_failed.items() if r in INFRASTRUCTURE_FAILURES}
+        if not infra:
+            return None
+        known = self._answers.get(spec.model, {})
+        plan = self.plan(spec) if spec.subset != METAMORPHIC_SUBSET else None
+        keys = [pq.query.key for pq in plan.queries] if plan is not None else list(known)
+        example = next(
+            (a.detail for k in keys if (a := known.get(k)) is not None and a.error in infra and a.detail), ""
+        )
+        counts = ", ".join(f"{reason} {n}" for reason, n in sorted(infra.items(), key=lambda rn: -rn[1]))
+        return (
+            f"could not be measured: {sum(infra.values())} of {result.n_queries} queries unanswered "
+            f"({counts})" + (f"; e.g. {example}" if example else "")
+        )
 
     def close(self) -> None:
         """Close the engine's event loop and the clients' connections, if they were opened."""

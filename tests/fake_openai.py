@@ -11,6 +11,13 @@ random numbers in arrival order: which query meets which fault is then the same 
 concurrency and any timing, so a faulty run is exactly reproducible. ``max_faults_per_request``
 bounds the faults one query can meet, so every query succeeds within the engine's attempts.
 
+It describes itself as real servers do: ``/v1/models`` entries with ``id``, ``created``,
+``owned_by`` and ``root`` (vLLM's fields; ``created_now`` gives vLLM's and SGLang's habit of
+stamping the listing time), a ``model`` and ``system_fingerprint`` in every completion (null
+unless set, as vLLM sends it), OpenAI's error bodies and ``retry-after`` headers. Requests
+without images (the suite's identity probe) are answered ``OK`` and counted in ``probes``, apart
+from the suite's queries.
+
 Answers come from a pluggable ``responder(request_json) -> str``. :class:`ExpertResponder` is
 a classical expert behind HTTP: it decodes the PNG data URLs, recognises the prompting system
 from the prompt text (it must be one of the suite's templates), restores the image roles from
@@ -208,8 +215,22 @@ class FakeOpenAI:
     """When set, any other key gets 401 (whose message echoes the key, worse than OpenAI does)."""
     models: tuple[str, ...] | None = None
     """When set, any other model gets 404 model_not_found."""
+    served_model: str | None = None
+    """The ``model`` its completions name (a dated snapshot, say); None echoes the request's."""
+    system_fingerprint: str | None = None
+    listing: bool = True
+    """Serve ``/v1/models``; False answers 404 there, as some servers do."""
+    root: str | None = None
+    """The listing's ``root`` (vLLM: the weights' path); None leaves it out."""
+    created: int = 1_715_000_000
+    created_now: bool = False
+    """Stamp ``created`` with the time of the listing request, as vLLM and SGLang do."""
+    status_override: int | None = None
+    """Answer every chat request with this HTTP status (e.g. 500), OpenAI's error body included."""
 
     requests: int = field(default=0, init=False)
+    probes: int = field(default=0, init=False)
+    listings: int = field(default=0, init=False)
     fault_counts: Counter[str] = field(default_factory=Counter, init=False)
     last_request: dict[str, Any] | None = field(default=None, init=False)
     last_headers: dict[str, str] = field(default_factory=dict, init=False)
@@ -329,9 +350,15 @@ class FakeOpenAI:
     async def _route(
         self, method: str, path: str, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter
     ) -> bool:
-        if method == "GET" and path == "/v1/models":
-            names = self.models or ("test-model",)
-            data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in names]
+        if method == "GET" and path == "/v1/models" and self.listing:
+            self.listings += 1
+            names = self.models or (self.served_model or "test-model",)
+            created = int(time.time()) if self.created_now else self.created
+            data = [
+                {"id": m, "object": "model", "created": created, "owned_by": "fake"}
+                | ({"root": self.root} if self.root else {})
+                for m in names
+            ]
             return await self._send(writer, 200, {"object": "list", "data": data})
         if method == "POST" and path == "/v1/chat/completions":
             return await self._chat(headers, body, writer)
@@ -342,8 +369,12 @@ class FakeOpenAI:
             request = json.loads(body)
         except ValueError:
             return await self._send(writer, 400, _error("the body is not JSON", "invalid_json"))
-        self.requests += 1
-        self.last_request = request
+        probe = not any(part.get("type") == "image_url" for part in message_parts(request))
+        if probe:
+            self.probes += 1
+        else:
+            self.requests += 1
+            self.last_request = request
         self.last_headers = headers
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
             self.fault_counts["auth"] += 1
@@ -356,6 +387,13 @@ class FakeOpenAI:
             self.fault_counts["model_not_found"] += 1
             message = f"The model `{model}` does not exist or you do not have access to it."
             return await self._send(writer, 404, _error(message, "model_not_found"))
+        if self.status_override is not None:
+            self.fault_counts[f"status_{self.status_override}"] += 1
+            return await self._send(
+                writer, self.status_override, _error("The server had an error.", "server_error")
+            )
+        if probe:
+            return await self._send(writer, 200, self._completion(request, "OK"))
         fault = self._draw_fault(body)
         if self.latency_s > 0:
             await asyncio.sleep(self.latency_s)
@@ -368,7 +406,15 @@ class FakeOpenAI:
             self.fault_counts["responder_error"] += 1
             message = f"responder failed: {type(err).__name__}: {err}"
             return await self._send(writer, 500, _error(message, "responder_error"))
-        return await self._send(writer, 200, _completion(request, text))
+        return await self._send(writer, 200, self._completion(request, text))
+
+    def _completion(
+        self, request: dict[str, Any], text: str | None, refusal: str | None = None
+    ) -> dict[str, Any]:
+        completion = _completion(request, text, refusal)
+        completion["model"] = self.served_model or completion["model"]
+        completion["system_fingerprint"] = self.system_fingerprint
+        return completion
 
     def _draw_fault(self, body: bytes) -> str | None:
         digest = hashlib.sha256(body).hexdigest()
@@ -408,10 +454,10 @@ class FakeOpenAI:
         if fault == "malformed":
             return await self._send(writer, 200, b'{"id": "chatcmpl-broken", "choices": [{"index": 0, "mess')
         if fault == "no_choices":
-            return await self._send(writer, 200, {**_completion(request, ""), "choices": []})
+            return await self._send(writer, 200, {**self._completion(request, ""), "choices": []})
         if fault == "empty_content":
-            return await self._send(writer, 200, _completion(request, ""))
-        return await self._send(writer, 200, _completion(request, None, refusal=REFUSAL))
+            return await self._send(writer, 200, self._completion(request, ""))
+        return await self._send(writer, 200, self._completion(request, None, refusal=REFUSAL))
 
 
 def _error(message: str, code: str) -> dict[str, Any]:

@@ -109,12 +109,17 @@ def test_only_items_both_runs_judged_with_the_same_truth_are_compared():
     assert "1 item(s) judged in only one of the runs left out" in result.note
 
 
-def test_missing_cell_and_incomparable_metric_are_notes_not_failures():
+def test_missing_cell_and_incomparable_metric_are_named_not_failed():
     cell = make_cell()
-    assert compare_cells(cell, None, tolerance=0.02, seed=0).note == "the baseline has no such cell"
-    rate = make_cell(primary_metric="invariance")
-    result = compare_cells(rate, rate, tolerance=0.02, seed=0)
+    missing = compare_cells(cell, None, tolerance=0.02, seed=0)
+    assert missing.note == "the baseline has no such cell" and missing.status == "no baseline"
+    assert missing.to_record()["status"] == "no baseline" and not missing.regressed
+    accuracy = make_cell(primary_metric="accuracy")
+    result = compare_cells(accuracy, accuracy, tolerance=0.02, seed=0)
     assert not result.regressed and result.delta is None and "cannot be recomputed" in result.note
+    assert result.status == "not comparable"
+    changed = compare_cells(make_cell(primary_metric="krcc"), cell, tolerance=0.02, seed=0)
+    assert changed.status == "not comparable" and "changed from 'srcc' to 'krcc'" in changed.note
 
 
 def test_stage_two_cells_are_found_even_when_the_best_system_changed():

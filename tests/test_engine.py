@@ -1,5 +1,5 @@
-"""The engine: dedupe, cache, bounded concurrency, retries, rate limits, budget, and stopping on permanent
-errors."""
+"""The engine: identities, dedupe, cache, bounded concurrency, retries, rate limits, caps, and stopping
+on permanent errors."""
 
 import asyncio
 import gc
@@ -8,8 +8,14 @@ import time
 import pytest
 
 from iqa_eval.cache import ResponseCache
-from iqa_eval.engine import AdaptiveLimit, Engine, RetryPolicy, RunAborted
-from iqa_eval.models.base import ModelClient, PermanentModelError, TransientModelError
+from iqa_eval.engine import AdaptiveLimit, Engine, RetryPolicy, Unidentified
+from iqa_eval.models.base import (
+    ModelClient,
+    ModelIdentity,
+    PermanentModelError,
+    TransientModelError,
+    UnreachableError,
+)
 from iqa_eval.types import Answer, Decoding, Query
 
 FAST = RetryPolicy(max_attempts=4, base_delay_s=0.001, max_delay_s=0.01)
@@ -78,13 +84,18 @@ def test_exhausted_retries_become_failures_not_scores(tmp_path):
     assert cache.count() == 0 and engine.stats.failures == {"server_error": 1}
 
 
-def test_permanent_error_stops_the_run_and_keeps_what_was_answered(tmp_path):
+def test_permanent_error_stops_sending_and_keeps_what_was_answered(tmp_path):
     cache = ResponseCache(tmp_path)
     client = Scripted(permanent_at=30, delay=0.001)
-    with pytest.raises(RunAborted, match="invalid API key"):
-        Engine(cache, concurrency=2, progress=False).run(client, [query(i) for i in range(200)])
+    engine = Engine(cache, concurrency=2, progress=False)
+    answers = engine.run(client, [query(i) for i in range(200)])
     assert 0 < cache.count() < 200
     assert sum(client.calls.values()) < 200
+    failed = [a for a in answers.values() if not a.ok]
+    assert len(failed) == 200 - cache.count()
+    assert {(a.error, a.detail) for a in failed} == {("auth", "invalid API key")}
+    assert engine.notices == ["scripted: auth: invalid API key; stopped sending to it"]
+    assert engine.stats.unsent == len(failed) - 1  # the failing query itself was sent
 
 
 def test_concurrency_is_bounded():
@@ -193,11 +204,126 @@ def test_retry_after_holds_back_every_request_not_only_the_limited_one():
     assert len(later) == 4 and min(later) >= client.limited_at + 0.2
 
 
-def test_the_abort_message_names_the_model_and_the_reason():
-    client = Scripted(permanent_at=0)
-    with pytest.raises(RunAborted) as caught:
-        Engine(None, progress=False).run(client, [query(0)])
-    assert str(caught.value) == "scripted: auth: invalid API key"
+def test_a_permanent_error_of_one_model_leaves_another_model_alone():
+    broken, working = Scripted(permanent_at=0), Scripted()
+    working.spec = working.fingerprint = "working"
+    engine = Engine(None, progress=False)
+    assert not next(iter(engine.run(broken, [query(0)]).values())).ok
+    assert all(a.ok for a in engine.run(working, [query(i) for i in range(5)]).values())
+
+
+class Served(Scripted):
+    """A model behind a server that says which deployment it is."""
+
+    def __init__(self, served, fail_identify=0):
+        super().__init__()
+        self.spec = self.fingerprint = "openai:mymodel"
+        self.served = served
+        self.identified = 0
+        self.fail_identify = fail_identify
+
+    async def identify(self):
+        self.identified += 1
+        if self.identified <= self.fail_identify:
+            raise TransientModelError("connection", "http://gpu1:8000/v1: refused")
+        return ModelIdentity.of(self.spec, self.fingerprint, self.served)
+
+
+def test_cached_answers_serve_only_the_identity_that_gave_them(tmp_path):
+    queries = [query(i) for i in range(6)]
+    old = Served({"model": "mymodel", "system_fingerprint": "fp_old"})
+    Engine(ResponseCache(tmp_path), progress=False).run(old, queries)
+    assert sum(old.calls.values()) == 6
+
+    replaced = Served({"model": "mymodel", "system_fingerprint": "fp_new"})
+    engine = Engine(ResponseCache(tmp_path), progress=False)
+    engine.run(replaced, queries)
+    assert sum(replaced.calls.values()) == 6 and engine.stats.cached == 0
+    (change,) = engine.identity_changes
+    assert "fp_old" in change.old and "fp_new" in change.new and change.answers == 6
+    assert engine.notices == [change.message()] and "asking again" in change.message()
+
+    # Both identities stay on disk; the old one is served again once it is back.
+    back = Served({"model": "mymodel", "system_fingerprint": "fp_old"})
+    engine = Engine(ResponseCache(tmp_path), progress=False)
+    engine.run(back, queries)
+    assert back.calls == {} and engine.stats.cached == 6
+    assert sorted(h.answers for h in ResponseCache(tmp_path).identities()) == [6, 6]
+
+
+def test_the_identity_is_established_once_per_engine_before_the_cache_is_read(tmp_path):
+    client = Served({"model": "m"}, fail_identify=2)
+    engine = Engine(ResponseCache(tmp_path), progress=False)
+    engine.run(client, [query(0)])
+    engine.run(client, [query(1)])
+    assert client.identified == 3  # two transient failures, then once for the engine's life
+
+
+def test_a_model_whose_identity_cannot_be_established_is_not_asked_and_its_cache_not_used(tmp_path):
+    queries = [query(i) for i in range(3)]
+    Engine(ResponseCache(tmp_path), progress=False).run(Served({"model": "m"}), queries)
+    dead = Served({"model": "m"}, fail_identify=99)
+    engine = Engine(ResponseCache(tmp_path), progress=False)
+    answers = engine.run(dead, queries)
+    assert dead.calls == {} and engine.stats.cached == 0
+    assert {a.error for a in answers.values()} == {"unreachable"}
+    assert "refused" in next(iter(answers.values())).detail
+    assert engine.notices[0].startswith("openai:mymodel: unreachable:")
+
+
+def test_an_identity_adopted_from_elsewhere_is_not_asked_for():
+    client = Served({"model": "m"})
+    engine = Engine(None, progress=False)
+    engine.adopt(client.spec, ModelIdentity.of(client.spec, client.fingerprint, {"model": "m"}))
+    engine.run(client, [query(0)])
+    assert client.identified == 0
+    engine.adopt("other", Unidentified("auth", "bad key"))
+    other = Scripted()
+    other.spec = "other"
+    assert next(iter(engine.run(other, [query(0)]).values())).error == "auth" and other.calls == {}
+
+
+class GoesDown(Scripted):
+    """Answers `up` queries, then every endpoint is gone."""
+
+    def __init__(self, up):
+        super().__init__()
+        self.up = up
+
+    async def answer(self, q):
+        self.calls[q.text] = self.calls.get(q.text, 0) + 1
+        if sum(self.calls.values()) > self.up:
+            raise UnreachableError("http://gpu1:8000/v1 failed 5 requests in a row")
+        return Answer("Score: 1")
+
+
+def test_an_unreachable_model_fails_its_remaining_queries_at_once():
+    client = GoesDown(up=10)
+    engine = Engine(None, concurrency=1, retry=RetryPolicy(max_attempts=6, base_delay_s=5), progress=False)
+    start = time.monotonic()
+    answers = engine.run(client, [query(i) for i in range(50)])
+    assert time.monotonic() - start < 4  # no query waited out its backoff
+    assert sum(a.ok for a in answers.values()) == 10
+    assert {a.error for a in answers.values() if not a.ok} == {"unreachable"}
+    assert sum(client.calls.values()) == 11
+
+
+def test_max_requests_caps_what_is_sent():
+    client = Scripted()
+    engine = Engine(None, concurrency=2, retry=FAST, progress=False, max_requests=7)
+    answers = engine.run(client, [query(i) for i in range(10)])
+    assert sum(client.calls.values()) == 7 == engine.stats.requests
+    assert sum(a.ok for a in answers.values()) == 7
+    assert {a.error for a in answers.values() if not a.ok} == {"budget"}
+    assert engine.stopped_by == "max_requests" and engine.stats.unsent == 3
+    assert any("--iqa-max-requests stopped sending" in n and "7 requests" in n for n in engine.notices)
+
+
+def test_max_requests_counts_retries():
+    client = Scripted(flaky=2)
+    engine = Engine(None, retry=FAST, progress=False, max_requests=2)
+    (answer,) = engine.run(client, [query(0)]).values()
+    assert client.calls == {"prompt 0": 2} and answer.error == "budget"
 
 
 class LoopSpy(ModelClient):

@@ -31,6 +31,7 @@ from iqa_eval.models import openai_api
 from iqa_eval.models.base import ModelOptions, PermanentModelError, TransientModelError
 from iqa_eval.models.openai_api import LOCAL_KEY, OpenAIModel, parse_retry_after
 from iqa_eval.models.registry import ModelSpecError, make_client
+from iqa_eval.plugin import EXIT_UNMEASURED
 from iqa_eval.pricing import DEFAULT_TABLE, Price, PricesError, PriceTable, cost
 from iqa_eval.types import Decoding, Query, QueryImage, Usage
 
@@ -713,12 +714,14 @@ def test_a_wrong_key_stops_the_run_with_one_clear_message(suite_dir, shared_cach
     result = run(suite_dir, shared_cache, "--iqa-model", "openai:gpt-4o", "--iqa-base-url", server.url,
                  "--iqa-concurrency", "4", *FR_STRUCTURE_SS)  # fmt: skip
     output = result.stdout.str() + result.stderr.str()
-    assert result.ret != 0
-    assert output.count("iqa-eval stopped: openai:gpt-4o: auth: HTTP 401") == 1
+    # Not measured is not a capability verdict: its own exit status, every cell an error.
+    assert result.ret == EXIT_UNMEASURED
+    assert output.count("iqa-eval: openai:gpt-4o: auth: HTTP 401") == 1
     assert "Incorrect API key provided: ***" in output
     assert "Traceback" not in output and KEY not in output and KEY[8:] not in output
-    assert 1 <= server.requests <= 4  # what was in flight when the first 401 came back
-    assert not (suite_dir.path / "reports" / "iqa-report.json").exists() or KEY not in cells(suite_dir)
+    assert server.probes == 1 and server.requests == 0  # the identity probe met the 401 first
+    assert {c["outcome"] for c in cells(suite_dir)} == {"error"}
+    assert KEY not in (suite_dir.path / "reports" / "iqa-report.json").read_text()
 
 
 def test_a_budget_stops_sending_and_the_run_still_finishes(suite_dir, shared_cache, fake_openai):
@@ -736,7 +739,11 @@ def test_a_budget_stops_sending_and_the_run_still_finishes(suite_dir, shared_cac
     # Sending stops once the spend reaches the budget; the one other request in flight still lands.
     assert affordable <= server.requests <= affordable + 1
     assert cell["n_failed"] == {"budget": 80 - server.requests}
-    assert cell["outcome"] == "failed" and "coverage" in cell["message"]
+    # A cell left short by the budget could not be measured: an error, not a failed gate.
+    assert cell["outcome"] == "error" and "could not be measured" in cell["message"]
+    assert result.ret == EXIT_UNMEASURED
+    output = result.stdout.str()
+    assert output.count("iqa-eval: the budget of $0.5000 stopped sending") == 1
     usage = json.loads((suite_dir.path / "reports" / "iqa-report.json").read_text())["run"]["usage"]
     assert usage["sent"] == server.requests and usage["budget_exhausted"]
 
@@ -747,12 +754,15 @@ def test_under_xdist_the_budget_holds_for_the_whole_run_and_usage_counts_every_w
     """Each worker has an engine of its own, so each gets a share of the budget: two workers
     with the whole budget each could spend twice it. The report adds up both workers' usage."""
     server = fake_openai(responder=constant("Score: 50"))
-    (suite_dir.path / "prices.toml").write_text('[models."split"]\ninput = 100\noutput = 0\n')
-    two_cells = ("-m", "ss and standard and (fr_structure or fr_color)", "-k", "not metamorphic")
-    result = run(suite_dir, shared_cache, "--iqa-model", "openai:split", "--iqa-base-url", server.url,
-                 "--iqa-prices", "prices.toml", "--iqa-budget-usd", "0.5", "--iqa-concurrency", "2",
-                 "-n", "2", *two_cells)  # fmt: skip
+    prices = '[models."split"]\ninput = 100\noutput = 0\n[models."split2"]\ninput = 100\noutput = 0\n'
+    (suite_dir.path / "prices.toml").write_text(prices)
+    # Two models: two scopes, so each worker gets one (all cells of one setting share a worker).
+    two_cells = ("-m", "ss and standard and fr_structure", "-k", "not metamorphic")
+    result = run(suite_dir, shared_cache, "--iqa-model", "openai:split", "--iqa-model", "openai:split2",
+                 "--iqa-base-url", server.url, "--iqa-prices", "prices.toml", "--iqa-budget-usd", "0.5",
+                 "--iqa-concurrency", "2", "-n", "2", *two_cells)  # fmt: skip
     result.assert_outcomes(failed=2)
+    assert result.ret == EXIT_UNMEASURED and server.probes == 2  # the controller asked, once per model
     price = (len(prompt_text(server.last_request)) // 4 + 2 * 85) * 100 / 1e6
     per_worker = math.ceil(0.25 / price)
     assert 5 < per_worker < 40
@@ -776,6 +786,19 @@ def test_under_xdist_the_budget_holds_for_the_whole_run_and_usage_counts_every_w
         (("--iqa-budget-usd", "-1"), "budget_usd must be a non-negative number of USD, got -1.0"),
         (("--iqa-budget-usd", "lots"), "--iqa-budget-usd: budget_usd = 'lots' is not a valid float"),
         (("--iqa-model", "replay:nowhere.jsonl"), "nowhere.jsonl: replay file not found"),
+        (
+            (
+                "--iqa-model",
+                "openai:selfhosted",
+                "--iqa-base-url",
+                "http://127.0.0.1:9/v1",
+                "--iqa-budget-usd",
+                "1",
+            ),
+            "--iqa-budget-usd cannot hold for a model without a known price: openai:selfhosted: "
+            "prices unknown for 'selfhosted'",
+        ),
+        (("--iqa-max-requests", "-3"), "max_requests must be a non-negative number of requests, got -3"),
     ],
 )
 def test_bad_budget_prices_and_replay_options_are_one_clear_error(suite_dir, shared_cache, args, message):

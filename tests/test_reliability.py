@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import signal
 from dataclasses import replace
 
@@ -32,6 +33,7 @@ from iqa_eval.cache import ResponseCache
 from iqa_eval.images import ImageStore
 from iqa_eval.models.base import ModelOptions
 from iqa_eval.models.openai_api import OpenAIModel
+from iqa_eval.plugin import EXIT_UNMEASURED
 from iqa_eval.types import Query, QueryImage
 
 TWO_CELLS = ("-m", "fr_structure and ss and not icl")  # 160 queries
@@ -96,6 +98,14 @@ def test_ctrl_c_during_dispatch_stops_cleanly_and_writes_a_partial_report(
     suite_dir, builtin, fake_openai, tmp_path
 ):
     cache = fresh_cache(builtin, tmp_path / "cache")
+    complete = fake_openai(responder=constant("Score: 50"))
+    suite_dir.runpytest(
+        *SYSTEMS, f"--iqa-cache={cache}", "--iqa-model=openai:before", f"--iqa-base-url={complete.url}",
+        "-m", "fr_color and ss and standard",
+    )  # fmt: skip
+    reports = suite_dir.path / "reports"
+    last_complete = (reports / "iqa-report.json").read_bytes()
+    history = (reports / "history.jsonl").read_bytes()
     held = Held(constant("Score: 50"), answer_first=30)
     server = fake_openai(responder=held)
     proc = start_suite(
@@ -107,7 +117,7 @@ def test_ctrl_c_during_dispatch_stops_cleanly_and_writes_a_partial_report(
         *TWO_CELLS,
     )
     try:
-        wait_until(lambda: answered(cache) == 30, proc, "30 cached answers")
+        wait_until(lambda: answered(cache) == 80 + 30, proc, "30 more cached answers")
         out, err = finish(proc, signal.SIGINT)
     finally:
         stop(proc)
@@ -115,8 +125,12 @@ def test_ctrl_c_during_dispatch_stops_cleanly_and_writes_a_partial_report(
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out + err
     assert "KeyboardInterrupt" in out
     assert_no_traceback(out + err)
-    assert check_cache(cache) == 30
-    data = report(suite_dir.path)
+    assert check_cache(cache) == 30 + 80
+    # The last complete report stays; the cut-off run is written beside it, and adds no empty run
+    # to the history.
+    assert (reports / "iqa-report.json").read_bytes() == last_complete
+    assert (reports / "history.jsonl").read_bytes() == history
+    data = json.loads((reports / "iqa-report.partial.json").read_text(encoding="utf-8"))
     run = data["run"]
     assert run["partial"] is True and data["cells"] == []
     # The usage counts the run that was cut off; its requests in flight were neither failures of
@@ -124,7 +138,7 @@ def test_ctrl_c_during_dispatch_stops_cleanly_and_writes_a_partial_report(
     usage = run["usage"]
     assert usage["queries"] == 160 and usage["completion_tokens"] > 0
     assert usage["failed"] == 0 and usage["retries"] == 0
-    assert "partial run" in (suite_dir.path / "reports" / "iqa-report.html").read_text(encoding="utf-8")
+    assert "partial run" in (reports / "iqa-report.partial.html").read_text(encoding="utf-8")
 
 
 def test_two_workers_share_one_cache_without_locks_losses_or_duplicates(
@@ -166,11 +180,11 @@ def test_an_unknown_model_stops_the_run_at_once_with_one_clear_message(suite_dir
         *TWO_CELLS,
     )
     output = result.stdout.str() + result.stderr.str()
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    assert output.count("iqa-eval stopped: openai:gpt-5-nope: model_not_found: HTTP 404") == 1
+    assert result.ret == EXIT_UNMEASURED
+    assert output.count("iqa-eval: openai:gpt-5-nope: model_not_found: HTTP 404") == 1
     assert "check the model name 'gpt-5-nope' and the base URL" in output
     assert_no_traceback(output)
-    assert 1 <= server.requests <= CONCURRENCY  # what was in flight when the first 404 came back
+    assert server.probes == 1 and server.requests == 0  # establishing the identity met the 404
 
 
 def test_a_re_encoded_image_travels_as_its_own_bytes(tmp_path):

@@ -7,10 +7,35 @@ path (prompt, images with roles, text answer, parsing) instead of a shortcut tha
 from __future__ import annotations
 
 import abc
+import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from iqa_eval.types import SETTINGS, Answer, Query, Setting
+
+INFRASTRUCTURE_FAILURES = frozenset(
+    {
+        "connection",
+        "timeout",
+        "server_error",
+        "rate_limited",
+        "malformed",
+        "unreachable",
+        "budget",
+        "auth",
+        "tls",
+        "model_not_found",
+        "bad_request",
+        "not_recorded",
+    }
+)
+"""Reasons an answer is missing that say nothing about the model's judgement: the query never
+reached the model, or its answer never came back. A cell with any of them could not be measured
+(an ``error``), where an unparseable or refused answer is the model's own doing and counts
+against its coverage."""
 
 
 class TransientModelError(Exception):
@@ -26,14 +51,65 @@ class TransientModelError(Exception):
 class PermanentModelError(Exception):
     """A failure that every further request would repeat (bad key, unknown model, bad request).
 
-    The engine stops the run on the first one, so the user sees one clear message instead of
-    thousands of identical failures.
+    The engine stops sending to that model on the first one and marks the rest of its queries
+    with the same reason, so the user sees one clear message instead of thousands of identical
+    failures.
     """
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class UnreachableError(PermanentModelError):
+    """Every endpoint of a model failed again and again without answering (refused, unresolved,
+    timing out, 5xx): waiting out the retries of every query would only delay the verdict."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("unreachable", detail)
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model gave an answer: the spec's fingerprint plus what the server says of itself.
+
+    A name is not an identity: the weights behind ``openai:mymodel`` can be replaced while the
+    name stays. ``served`` holds what the serving side discloses (the ``model`` and
+    ``system_fingerprint`` of its answers, its ``/v1/models`` entry), so a cached answer is
+    reused only while the server still describes itself the same way. A server that discloses
+    nothing leaves ``served`` empty: then a revision pinned in the spec
+    (``openai:mymodel@<commit>``) is what tells two deployments apart.
+    """
+
+    spec: str
+    fingerprint: str
+    served: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, spec: str, fingerprint: str, served: Mapping[str, object] | None = None) -> ModelIdentity:
+        pairs = ((str(k), str(v)) for k, v in (served or {}).items() if v is not None and str(v) != "")
+        return cls(spec, fingerprint, tuple(sorted(pairs)))
+
+    @property
+    def key(self) -> str:
+        """What cached answers are filed under: the fingerprint alone when nothing was served."""
+        if not self.served:
+            return self.fingerprint
+        blob = json.dumps(self.served, separators=(",", ":")).encode()
+        return f"{self.fingerprint}#{hashlib.sha256(blob).hexdigest()[:16]}"
+
+    def describe(self) -> str:
+        if not self.served:
+            return self.fingerprint
+        return f"{self.fingerprint} ({', '.join(f'{k}={v}' for k, v in self.served)})"
+
+    def to_record(self) -> dict[str, Any]:
+        return {"key": self.key, "fingerprint": self.fingerprint, "served": dict(self.served)}
+
+    @classmethod
+    def from_record(cls, spec: str, record: Mapping[str, Any]) -> ModelIdentity:
+        return cls.of(spec, str(record["fingerprint"]), record.get("served") or {})
 
 
 @dataclass(frozen=True)
@@ -61,12 +137,30 @@ class ModelClient(abc.ABC):
     ``fingerprint`` enters the cache key next to the query key: it must change whenever the
     model's answers could change (another model version, another expert implementation).
     ``cacheable`` says whether deterministic answers of this client may be stored at all.
+    ``priced`` says whether its answers cost money, so a budget can only hold for a known price.
     """
 
     spec: str
     fingerprint: str
     capabilities: Capabilities = Capabilities()
     cacheable: bool = True
+
+    @property
+    def price_unknown(self) -> str | None:
+        """Why a budget in USD cannot hold for this model (its price is unknown), or None."""
+        return None
+
+    async def identify(self) -> ModelIdentity:
+        """The identity its answers are cached under, established before any cached answer is used.
+
+        Local models and experts are what their fingerprint says (weights digest, versioned
+        measures); a client whose answers come from a server asks the server.
+        """
+        return ModelIdentity.of(self.spec, self.fingerprint)
+
+    def notices(self) -> list[str]:
+        """What the client has to tell the user once (an endpoint taken out of rotation)."""
+        return []
 
     @abc.abstractmethod
     async def answer(self, query: Query) -> Answer:

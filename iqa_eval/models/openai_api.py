@@ -15,6 +15,12 @@ suite's two kinds: transient (retry) or permanent (stop the run).
 The images travel as the dataset's pixels in lossless PNG (``ImageStore.png``), never resized or
 re-encoded; the provider's ``detail`` setting is sent as configured (``--iqa-image-detail``).
 
+Before a run uses any cached answer, :meth:`OpenAIModel.identify` asks each endpoint what it
+serves: its ``/v1/models`` entry and one tiny chat request, whose ``model`` and
+``system_fingerprint`` name the deployment. An endpoint that fails several requests in a row and
+has answered nothing for a while is taken out of the rotation, and when none is left every
+further query fails at once as ``unreachable`` instead of waiting out its retries.
+
 Nothing the key could leak through is trusted: server messages are scrubbed of the key, of
 ``Bearer`` tokens and of ``sk-`` style secrets before they reach an exception, an answer or a log.
 """
@@ -45,9 +51,11 @@ from iqa_eval.images import ImageStore
 from iqa_eval.models.base import (
     Capabilities,
     ModelClient,
+    ModelIdentity,
     ModelOptions,
     PermanentModelError,
     TransientModelError,
+    UnreachableError,
 )
 from iqa_eval.pricing import PriceTable
 from iqa_eval.types import Answer, Query, Usage
@@ -67,6 +75,16 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 """A chat completion is a few kilobytes; a server sending more than this is broken or hostile, and
 reading on would only fill the memory."""
 _ERROR_BODY_CHARS = 4000
+DOWN_AFTER = 5
+"""Failures in a row (refused, unresolved, timed out, 5xx) after which an endpoint that has not
+answered for ``QUIET_S`` seconds is taken out of the rotation."""
+QUIET_S = 10.0
+"""A burst of 5xx from a server that answered a moment ago is a hiccup to retry, not an outage."""
+VOLATILE_CREATED_S = 600.0
+"""vLLM and SGLang fill a listing's ``created`` with the time of the listing request itself; a
+value this close to now identifies nothing and would make every run a new identity."""
+PROBE_TEXT = "Reply with the word OK."
+LISTED_FIELDS = ("id", "root", "parent", "owned_by", "created")
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -108,6 +126,7 @@ def is_local(url: str) -> bool:
 class _Replica:
     where: str
     """The base URL without credentials: what messages name."""
+    base: str
     endpoint: str
     headers: dict[str, str]
     session: aiohttp.ClientSession
@@ -115,6 +134,25 @@ class _Replica:
     """Looked up once (HTTP(S)_PROXY, NO_PROXY): aiohttp's own lookup (``trust_env``) reads the
     environment and ~/.netrc again for every request."""
     outstanding: int = 0
+    failures_in_a_row: int = 0
+    last_answer: float = -math.inf
+    """When the endpoint last sent any HTTP answer other than a 5xx (monotonic seconds)."""
+    last_failure: str = ""
+    down: bool = False
+
+    def answered(self) -> None:
+        self.failures_in_a_row = 0
+        self.last_answer = time.monotonic()
+
+    def failed(self, detail: str) -> bool:
+        """Count a connection-level failure; True when it takes the endpoint out of rotation."""
+        self.failures_in_a_row += 1
+        self.last_failure = detail
+        quiet = time.monotonic() - self.last_answer >= QUIET_S
+        if not self.down and self.failures_in_a_row >= DOWN_AFTER and quiet:
+            self.down = True
+            return True
+        return False
 
 
 class OpenAIModel(ModelClient):
@@ -134,9 +172,12 @@ class OpenAIModel(ModelClient):
         options: ModelOptions | None = None,
         prices: PriceTable | None = None,
     ) -> None:
-        kind, _, model = spec.partition(":")
+        kind, _, name = spec.partition(":")
+        model, at, revision = name.rpartition("@") if "@" in name else (name, "", "")
         if kind != "openai" or not model.strip():
-            raise ValueError("use openai:<model>, e.g. openai:gpt-4o")
+            raise ValueError("use openai:<model> or openai:<model>@<revision>, e.g. openai:gpt-4o")
+        if at and not revision.strip():
+            raise ValueError("an empty @revision; pin one such as openai:mymodel@<deployment commit>")
         options = options or ModelOptions()
         urls = options.base_urls or (os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,)
         for url in urls:
@@ -150,7 +191,9 @@ class OpenAIModel(ModelClient):
             key = LOCAL_KEY
         self.spec = spec
         self.model = model
-        self.fingerprint = f"openai:{model}"  # the same for every replica of the deployment
+        self.revision = revision or None
+        # The same for every replica of the deployment; the served identity refines it.
+        self.fingerprint = f"openai:{model}" + (f"@{revision}" if revision else "")
         self.capabilities = Capabilities(max_images=None)
         self.cacheable = True
         self.urls = tuple(urls)
@@ -164,6 +207,86 @@ class OpenAIModel(ModelClient):
         self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._turn = itertools.count()
+        self._notices: list[str] = []
+
+    @property
+    def price_unknown(self) -> str | None:
+        return self.price_note
+
+    def notices(self) -> list[str]:
+        return list(self._notices)
+
+    # -- identity ------------------------------------------------------------------------------
+
+    async def identify(self) -> ModelIdentity:
+        """The fingerprint plus what every live endpoint says it serves.
+
+        Replicas that describe themselves differently make one identity of all their
+        descriptions, so a change on any of them is a change of the model under test.
+        """
+        described = []
+        for replica in [r for r in self._open() if not r.down]:
+            described.append(await self._describe(replica))
+        if not described:
+            raise self._unreachable()
+        if all(d == described[0] for d in described):
+            served = described[0]
+        else:
+            served = {f"{i}.{k}": v for i, d in enumerate(described) for k, v in d.items()}
+        return ModelIdentity.of(self.spec, self.fingerprint, served)
+
+    async def _describe(self, replica: _Replica) -> dict[str, object]:
+        served: dict[str, object] = {}
+        status, _, raw = await self._exchange(replica, "GET", replica.base + "/models", None)
+        if 200 <= status < 300:
+            served.update(self._listed(raw))
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": PROBE_TEXT}],
+            "max_tokens": 1,
+            "temperature": 0,
+        }
+        status, headers, raw = await self._exchange(
+            replica, "POST", replica.endpoint, json.dumps(body).encode("ascii")
+        )
+        if not 200 <= status < 300:
+            raise self._status_error(status, headers, raw, replica.where)
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise TransientModelError("malformed", f"{replica.where} sent a body that is not JSON") from None
+        if isinstance(data, dict):
+            for name in ("model", "system_fingerprint"):
+                if isinstance(data.get(name), str | int):
+                    served[name] = data[name]
+        return served
+
+    def _listed(self, raw: bytes) -> dict[str, object]:
+        """This model's entry of a ``/v1/models`` listing, as ``listing.<field>`` (empty when the
+        server lists nothing readable or not this model)."""
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return {}
+        entries = data.get("data") if isinstance(data, dict) else None
+        entry = next(
+            (e for e in entries or [] if isinstance(e, dict) and e.get("id") == self.model),
+            None,
+        )
+        if entry is None:
+            return {}
+        listed = {f"listing.{k}": entry[k] for k in LISTED_FIELDS if isinstance(entry.get(k), str | int)}
+        created = entry.get("created")
+        if isinstance(created, int | float) and abs(time.time() - created) < VOLATILE_CREATED_S:
+            listed.pop("listing.created", None)
+        return listed
+
+    def _unreachable(self) -> UnreachableError:
+        gone = "; ".join(f"{r.where}: {r.last_failure}" for r in self._replicas if r.down)
+        return UnreachableError(
+            f"{gone or ', '.join(redact_url(u) for u in self.urls)} failed {DOWN_AFTER} requests in a row "
+            f"without answering for {QUIET_S:g} s"
+        )
 
     # -- request -------------------------------------------------------------------------------
 
@@ -192,12 +315,23 @@ class OpenAIModel(ModelClient):
         # loop, so hundreds of requests in flight keep moving meanwhile.
         body = await asyncio.to_thread(self.body, query)
         replica = self._pick()
+        start = time.perf_counter()
+        status, headers, raw = await self._exchange(replica, "POST", replica.endpoint, body)
+        latency = time.perf_counter() - start
+        if not 200 <= status < 300:
+            raise self._status_error(status, headers, raw, replica.where)
+        return self._read(raw, replica.where, latency)
+
+    async def _exchange(
+        self, replica: _Replica, method: str, url: str, body: bytes | None
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One HTTP exchange with an endpoint, counted towards taking it out of rotation."""
         where = replica.where
         replica.outstanding += 1
-        start = time.perf_counter()
         try:
-            async with replica.session.post(
-                replica.endpoint,
+            async with replica.session.request(
+                method,
+                url,
                 data=body,
                 headers=replica.headers,
                 proxy=replica.proxy,
@@ -206,8 +340,8 @@ class OpenAIModel(ModelClient):
                 raw = await _read_bounded(response, where)
                 status, headers = response.status, response.headers
         except TimeoutError:
-            raise TransientModelError(
-                "timeout", f"no answer from {where} within {self.timeout_s:g} s"
+            raise self._lost(
+                replica, TransientModelError("timeout", f"no answer from {where} within {self.timeout_s:g} s")
             ) from None
         except aiohttp.ClientConnectorCertificateError as err:
             # Every request would meet the same certificate: stop at once, saying what to do.
@@ -220,13 +354,27 @@ class OpenAIModel(ModelClient):
             ) from None
         except (aiohttp.ClientError, OSError) as err:
             reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-            raise TransientModelError("connection", self._scrub(f"{where}: {reason}")) from None
+            raise self._lost(
+                replica, TransientModelError("connection", self._scrub(f"{where}: {reason}"))
+            ) from None
         finally:
             replica.outstanding -= 1
-        latency = time.perf_counter() - start
-        if not 200 <= status < 300:
-            raise self._status_error(status, headers, raw, where)
-        return self._read(raw, where, latency)
+        if status >= 500:
+            self._lost(replica, TransientModelError("server_error", f"HTTP {status} from {where}"))
+        else:
+            replica.answered()
+        return status, headers, raw
+
+    def _lost(self, replica: _Replica, err: TransientModelError) -> TransientModelError:
+        """Count a failure against the endpoint, saying once when it leaves the rotation."""
+        if replica.failed(err.detail):
+            live = [r.where for r in self._replicas if not r.down]
+            rest = f"sending to {', '.join(live)}" if live else "no endpoint left"
+            self._notices.append(
+                f"{self.spec}: {replica.where} failed {replica.failures_in_a_row} requests in a row "
+                f"({err.detail}); stopped sending to it, {rest}"
+            )
+        return err
 
     def _read(self, raw: bytes, where: str, latency: float) -> Answer:
         try:
@@ -294,7 +442,9 @@ class OpenAIModel(ModelClient):
     # -- replicas ------------------------------------------------------------------------------
 
     def _pick(self) -> _Replica:
-        replicas = self._open()
+        replicas = [r for r in self._open() if not r.down]
+        if not replicas:
+            raise self._unreachable()
         turn = next(self._turn)
         n = len(replicas)
         return min(
@@ -340,7 +490,8 @@ class OpenAIModel(ModelClient):
             timeout=aiohttp.ClientTimeout(total=self.timeout_s),
         )
         where = redact_url(url)
-        return _Replica(where, where.rstrip("/") + "/chat/completions", headers, session, _proxy_for(url))
+        base = where.rstrip("/")
+        return _Replica(where, base, base + "/chat/completions", headers, session, _proxy_for(url))
 
     def _abandon(self) -> None:
         """Let go of pools of a loop that was closed with its tasks still pending (so they could

@@ -1,9 +1,10 @@
 """``replay:<file>``: answers recorded by an earlier run, served again without the model.
 
-A replay file is JSON Lines, one ``{"model": <fingerprint>, "key": <query key>, "text": ...}``
-per answer, as :func:`export_replay` writes it from a response cache. Replaying lets anyone
-re-derive a run's numbers (new metrics, new gates, a fixed parser) without the model, its key or
-its cost. A query the file does not hold is a ``not_recorded`` failure, never a guess.
+A replay file is JSON Lines, one ``{"model": <identity>, "key": <query key>, "text": ...}`` per
+answer, as :func:`export_replay` writes it from a response cache; the identity is the key the
+cache filed the answer under (the model's fingerprint, refined by what its server said of itself).
+Replaying lets anyone re-derive a run's numbers (new metrics, new gates, a fixed parser) without
+the model, its key or its cost. A query the file does not hold is a ``not_recorded`` failure, never a guess.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class ReplayModel(ModelClient):
 
 
 def export_replay(cache: ResponseCache, path: str | Path, model: str | None = None) -> int:
-    """Write the cache's answers (of one fingerprint, or all) as a replay file; returns the count.
+    """Write the cache's answers (of one identity, or all) as a replay file; returns the count.
 
     The file is written next to its destination and renamed into place, so a reader never sees
     half of it.

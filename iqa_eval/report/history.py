@@ -1,7 +1,8 @@
 """Capability history: one JSON line per run in ``<report dir>/history.jsonl``.
 
 A line holds what a trend needs and what makes a point reproducible (time, commit, models with
-their fingerprints, dataset digests, seed, package versions) and, per cell, its metrics, coverage
+their fingerprints and served identities, dataset digests, seed, package versions, whether the
+run was cut short) and, per cell, its metrics, coverage
 and outcome; never predictions or answers, so the file stays small after years of nightly runs
 and never accumulates model text. One line per run, written in one append, so concurrent runs
 into one directory cannot interleave inside a line.
@@ -31,6 +32,8 @@ RUN_KEYS = (
     "baseline",
     "partial",
     "merged_from",
+    "identity_changes",
+    "exit_status",
 )
 CELL_KEYS = (
     "id",

@@ -68,9 +68,10 @@ pre{white-space:pre-wrap;word-break:break-word;max-width:70em;background:#f6f6f6
 {% if run.get("shard") %} · <b>shard {{ run.shard }}</b>{% endif %}
 {% if run.get("merged_from") %} · merged from {{ run.merged_from|length }} reports{% endif %}
 {% if run.partial %} · <strong>partial run</strong>{% endif %}<br>
-models: {% for m in run.models %}<b>{{ m.spec }}</b> ({{ m.fingerprint }}){% if not loop.last %}, {% endif %}{% endfor %}
+models: {% for m in run.models %}<b>{{ m.spec }}</b> ({{ m.identity.key if m.get("identity") and m.identity.key else m.fingerprint }}){% if m.get("identity") and m.identity.served %} served as {% for k, v in m.identity.served.items() %}{{ k }}={{ v }}{% if not loop.last %}, {% endif %}{% endfor %}{% endif %}{% if not loop.last %}; {% endif %}{% endfor %}
  · datasets: {% for d in run.datasets %}{{ d.name }} ({{ d.digest }}){% if not loop.last %}, {% endif %}{% endfor %}<br>
 gates: {{ run.gates }}{% if run.get("baseline") %} · baseline: {{ run.baseline }}{% endif %}</p>
+{% if run.get("notices") %}<ul class="attention">{% for n in run.notices %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
 <p>{% for label, css, n in totals %}<span class="badge {{ css }}">{{ n }} {{ label }}</span> {% endfor %}</p>
 {% if attention %}
 <h3>Needs attention</h3>
@@ -297,6 +298,8 @@ def _cell_view(
 
 
 def _baseline_text(b: Mapping[str, Any]) -> str:
+    if b.get("status") == "no baseline":
+        return f"No baseline: {b.get('note', '')}; this cell is not guarded against regressions."
     if b.get("delta") is None:
         return f"Baseline: no comparison ({b.get('note', '')})."
     lo, hi = b["ci"]
@@ -304,7 +307,8 @@ def _baseline_text(b: Mapping[str, Any]) -> str:
     text = (
         f"Baseline {verdict}: {b['metric']} {_fmt(b['baseline_value'])} → {_fmt(b['now_value'])}, "
         f"Δ {_fmt(b['delta'], True)} (95% CI [{_fmt(lo, True)}, {_fmt(hi, True)}], p={b['p_value']:.3g}, "
-        f"paired over {b['n_units']} {b['unit']}, tolerance {b['tolerance']:g})"
+        f"{'paired over' if b['unit'] != 'cases' else 'over'} {b['n_units']} {b['unit']}, "
+        f"tolerance {b['tolerance']:g})"
     )
     return text + (f"; {b['note']}" if b.get("note") else "")
 

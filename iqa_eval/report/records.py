@@ -11,8 +11,9 @@ from typing import Any
 
 from iqa_eval.types import CellResult, Item, MetricValue
 
-SCHEMA_VERSION = "1.1"
-"""The minor number grows with every field added (1.1: a cell's ``noise_ceiling``); readers of 1.x
+SCHEMA_VERSION = "1.2"
+"""The minor number grows with every field added (1.1: a cell's ``noise_ceiling``; 1.2: model
+identities, a baseline comparison's ``status``, the run's notices and exit status); readers of 1.x
 keep working, so only a change they could misread raises the major number."""
 
 

@@ -31,6 +31,8 @@ def _row(cell: Mapping[str, Any]) -> tuple[str, ...]:
     baseline = cell.get("baseline") or {}
     if baseline.get("regressed"):
         label += " (regressed)"
+    elif baseline.get("status") == "no baseline":
+        label += " (no baseline)"
     metric_name = cell.get("primary_metric") or ""
     metric = cell["metrics"].get(metric_name) or {}
     lo, hi = metric.get("ci") or (None, None)
@@ -72,6 +74,9 @@ def totals(cells: Sequence[Mapping[str, Any]]) -> str:
     regressed = sum(bool((c.get("baseline") or {}).get("regressed")) for c in cells)
     if regressed:
         parts.append(f"{regressed} regressed vs baseline")
+    unguarded = sum((c.get("baseline") or {}).get("status") == "no baseline" for c in cells)
+    if unguarded:
+        parts.append(f"{unguarded} without baseline")
     return f"{len(cells)} cell{'' if len(cells) == 1 else 's'}: " + ", ".join(parts)
 
 

@@ -60,10 +60,17 @@ dashed: the model's best system on the harder subset (stage 2).</p>
 )
 
 
-def _label(run: Mapping[str, Any]) -> str:
+def _label(run: Mapping[str, Any], model: str) -> str:
+    """When the run was, which model answered (its pinned revision and served identity: the same
+    name may stand for other weights from one run to the next) and the suite's commit."""
     started = str(run.get("started", ""))
     commit = str(run.get("git_commit") or "")[:7]
-    return f"{started[5:10]} {started[11:16]}" + (f" {commit}" if commit else "")
+    entry: Mapping[str, Any] = next((m for m in run.get("models") or [] if m.get("spec") == model), {})
+    identity = str((entry.get("identity") or {}).get("key") or entry.get("fingerprint") or "")
+    _, _, version = identity.partition("@")
+    _, _, served = identity.partition("#")
+    who = " ".join(part for part in (version.partition("#")[0][:12], served[:8] and f"#{served[:8]}") if part)
+    return f"{started[5:10]} {started[11:16]}" + (f" {who}" if who else "") + (f" {commit}" if commit else "")
 
 
 def _points(line: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, dict[str, float]]]:
@@ -94,7 +101,11 @@ def _delta(now: float | None, before: float | None) -> tuple[str, str]:
     return f"{d:+.3f}", "down" if d < -0.005 else "up" if d > 0.005 else ""
 
 
-def render_trend(history: Sequence[Mapping[str, Any]]) -> str:
+def render_trend(history: Sequence[Mapping[str, Any]], *, include_partial: bool = False) -> str:
+    """The trend page; runs that were cut short are left out unless asked for, since their cells
+    are whatever happened to finish."""
+    if not include_partial:
+        history = [line for line in history if not line["run"].get("partial")]
     per_run = [_points(line) for line in history]
     keys = sorted({key for points in per_run for key in points})
     models = []
@@ -112,7 +123,9 @@ def render_trend(history: Sequence[Mapping[str, Any]]) -> str:
             panel: {s: [points.get(panel, {}).get(s) for _, points in runs] for s in lines}
             for panel in panels_seen
         }
-        figure = trend_figure(f"{key[0]} · {key[1]}", panels, STYLES, [_label(run) for run, _ in runs])
+        figure = trend_figure(
+            f"{key[0]} · {key[1]}", panels, STYLES, [_label(run, key[0]) for run, _ in runs]
+        )
         latest = []
         for panel, series in panels.items():
             row = []
@@ -134,5 +147,5 @@ def render_trend(history: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def write_trend(path: Path, history: Sequence[Mapping[str, Any]]) -> None:
-    atomic_write(path, render_trend(history))
+def write_trend(path: Path, history: Sequence[Mapping[str, Any]], *, include_partial: bool = False) -> None:
+    atomic_write(path, render_trend(history, include_partial=include_partial))

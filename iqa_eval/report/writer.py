@@ -14,6 +14,8 @@ from iqa_eval.report.run_info import git_commit, package_versions, platform_info
 
 JSON_NAME = "iqa-report.json"
 HTML_NAME = "iqa-report.html"
+PARTIAL_JSON_NAME = "iqa-report.partial.json"
+PARTIAL_HTML_NAME = "iqa-report.partial.html"
 
 
 def assemble(cells: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) -> dict[str, Any]:
@@ -21,10 +23,14 @@ def assemble(cells: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) -> dict
     merged report cannot claim a model or a dataset digest that none of its cells carries."""
     ordered = sorted(cells, key=lambda r: (r["stage"], r["id"]))
     models = sorted({(r["model"], r.get("fingerprint", "")) for r in ordered})
+    identities = {r["model"]: r["identity"] for r in ordered if r.get("identity")}
     datasets = sorted({(r["dataset"], r.get("dataset_digest", "")) for r in ordered})
     full_run = {
         **run,
-        "models": [{"spec": m, "fingerprint": f} for m, f in models],
+        "models": [
+            {"spec": m, "fingerprint": f, **({"identity": identities[m]} if m in identities else {})}
+            for m, f in models
+        ],
         "datasets": [{"name": d, "digest": g} for d, g in datasets],
         "outcomes": _count(r["outcome"] for r in ordered),
         "known_gaps": sum(state(r)[0] == "known gap" for r in ordered),
@@ -51,9 +57,18 @@ def write_json(path: Path, report: Mapping[str, Any]) -> None:
     atomic_write(path, json.dumps(report, indent=1, allow_nan=False))
 
 
-def write_reports(report: Mapping[str, Any], directory: Path) -> tuple[Path, Path]:
+def write_reports(report: Mapping[str, Any], directory: Path, *, partial: bool = False) -> tuple[Path, Path]:
+    """Write the JSON and HTML reports; a partial run's go beside the last complete ones, which a
+    CI step may still be about to read, instead of over them."""
     directory.mkdir(parents=True, exist_ok=True)
-    json_path, html_path = directory / JSON_NAME, directory / HTML_NAME
+    names = (PARTIAL_JSON_NAME, PARTIAL_HTML_NAME) if partial else (JSON_NAME, HTML_NAME)
+    json_path, html_path = directory / names[0], directory / names[1]
     write_json(json_path, report)
     write_html(html_path, report)
     return json_path, html_path
+
+
+def remove_partial(directory: Path) -> None:
+    """A complete run supersedes the partial report of an interrupted one."""
+    for name in (PARTIAL_JSON_NAME, PARTIAL_HTML_NAME):
+        (directory / name).unlink(missing_ok=True)
