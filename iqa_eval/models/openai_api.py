@@ -40,7 +40,6 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 
-from iqa_eval import __version__
 from iqa_eval.images import ImageStore
 from iqa_eval.models.base import (
     Capabilities,
@@ -51,6 +50,7 @@ from iqa_eval.models.base import (
 )
 from iqa_eval.pricing import PriceTable
 from iqa_eval.types import Answer, Query, Usage
+from iqa_eval.version import __version__
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 LOCAL_KEY = "not-needed"
