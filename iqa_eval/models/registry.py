@@ -31,7 +31,7 @@ def make_client(
     kind = spec.partition(":")[0]
     try:
         if kind == "expert":
-            from iqa_eval.experts.panel import make_expert
+            from iqa_eval.models.expert import make_expert
 
             return make_expert(spec, store)
         if kind == "openai":
