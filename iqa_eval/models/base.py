@@ -36,6 +36,10 @@ class PermanentModelError(Exception):
         self.detail = detail
 
 
+class ModelSpecError(ValueError):
+    """A model spec that names no known kind of model, or a model that cannot be set up from it."""
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a model can take; cells beyond it are skipped with the reason, not failed."""

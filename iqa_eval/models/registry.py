@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from iqa_eval.images import ImageStore
 from iqa_eval.models.base import ModelClient, ModelOptions
+from iqa_eval.models.base import ModelSpecError as ModelSpecError
 from iqa_eval.pricing import PriceTable
 
 SPEC_FORMS = (
@@ -19,10 +20,6 @@ SPEC_FORMS = (
     "replay:<file>",
     "replay:<file>#<fingerprint>",
 )
-
-
-class ModelSpecError(ValueError):
-    """A model spec that names no known kind of model."""
 
 
 def make_client(
