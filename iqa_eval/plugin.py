@@ -34,6 +34,7 @@ from iqa_eval.report.records import cell_record, metric_record
 from iqa_eval.report.run_info import now
 from iqa_eval.report.summary import summary_lines
 from iqa_eval.report.writer import build_report, write_reports
+from iqa_eval.selection import SelectionError
 from iqa_eval.suite import Suite, Unsupported
 from iqa_eval.types import CellResult, CellSpec, Item
 from iqa_eval.usage import combine_usage
@@ -45,7 +46,7 @@ PROPERTY = "iqa_cell"
 METAMORPHIC = "iqa_metamorphic"
 RELATION_MARK = "iqa_relation"
 WORKER_USAGE = "iqa_eval_usage"
-USER_ERRORS = (ConfigError, GateError, ModelSpecError, DatasetError, ImageError)
+USER_ERRORS = (ConfigError, GateError, ModelSpecError, DatasetError, ImageError, SelectionError)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
