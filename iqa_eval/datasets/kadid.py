@@ -17,21 +17,17 @@ displace pixels locally, not the image; geometry comes from Aug-KADID.
 
 Aug-KADID: the study judged 150 FR-KADID items with the *reference* slightly shifted, rotated
 and scaled, MOS unchanged, to see whether a model judges the distortion or the misalignment.
-It is not distributed; :func:`generate_aug_kadid` builds it from a KADID-10k copy with seeded
-transforms, in the layout its loader reads.
+It is not distributed; :func:`iqa_eval.make_aug_kadid.generate_aug_kadid` builds it from a
+KADID-10k copy with seeded transforms, in the layout the loader here reads.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import shutil
-import tempfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from iqa_eval import selection
 from iqa_eval.datasets.base import DatasetCard, DatasetError
 from iqa_eval.datasets.public import (
     BY_SETTING,
@@ -44,8 +40,7 @@ from iqa_eval.datasets.public import (
     files_digest,
     number,
 )
-from iqa_eval.distortions import misalign
-from iqa_eval.images import ImageStore, encode_png, load_rgb
+from iqa_eval.images import ImageStore
 from iqa_eval.types import Attribute, MetaValue
 
 KADID_NAME = "kadid10k"
@@ -139,7 +134,7 @@ AUG_CARD = DatasetCard(
     ),
     license="derived from KADID-10k: the same terms apply; generated locally, never redistributed",
     provenance=(
-        f"generated from a KADID-10k copy by iqa_eval.datasets.kadid.generate_aug_kadid v{VERSION} "
+        f"generated from a KADID-10k copy by iqa_eval.make_aug_kadid.generate_aug_kadid v{VERSION} "
         "(the study's stage-1 FR sample, seeded transforms of iqa_eval.distortions.misalign)"
     ),
     ground_truth="KADID-10k MOS 1..5, higher is better; comparable within a reference",
@@ -243,7 +238,7 @@ def load_kadid10k(
 def load_aug_kadid(
     path: Path, *, store: ImageStore | None = None, selection_options: SelectionOptions | None = None
 ) -> PublicDataset:
-    """Aug-KADID as :func:`generate_aug_kadid` writes it: FR geometry items only."""
+    """Aug-KADID as :func:`iqa_eval.make_aug_kadid.generate_aug_kadid` writes it: FR geometry items only."""
     root = DatasetRoot(path, AUG_NAME, AUG_LAYOUT)
     score_file = root.score_file(AUG_SCORE_FILE)
     seen = Unique("dist_img")
@@ -278,52 +273,3 @@ def load_aug_kadid(
         store=store,
         selection=selection_options,
     )
-
-
-def generate_aug_kadid(kadid_path: Path, out: Path, *, seed: int = 0) -> Path:
-    """Build Aug-KADID from a KADID-10k copy; returns ``out``.
-
-    The items are the study's stage-1 FR sample (15 references by evenly spaced mean quality,
-    10 distorted images each at evenly spaced ranks); each reference gets one seeded similarity
-    transform (up to 4 px shift, 3 degrees, 3 % scale), shared by its ten items as in the
-    study's ``I12_aug.png``. Distorted images are copied byte for byte. The folder is written
-    beside ``out`` and renamed into place, so an interrupted run leaves nothing half made.
-    """
-    if out.exists() and any(out.iterdir()):
-        raise DatasetError(f"{out}: exists and is not empty; choose a new folder for Aug-KADID")
-    kadid = load_kadid10k(kadid_path)
-    chosen = selection.uniform(kadid.all_items("fr"), fr=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".aug-kadid-", dir=out.parent))
-    try:
-        (tmp / "images").mkdir()
-        (tmp / "references").mkdir()
-        lines = [",".join(COLUMNS + TRANSFORM_COLUMNS)]
-        transforms: dict[str, dict[str, float]] = {}
-        for item in chosen:
-            assert item.reference is not None  # FR items always have one
-            group = item.group
-            if group not in transforms:
-                moved, params = misalign(
-                    load_rgb(item.reference.path), zlib.crc32(f"aug-kadid/{seed}/{group}".encode())
-                )
-                (tmp / "references" / f"{group}_aug.png").write_bytes(encode_png(moved))
-                transforms[group] = params
-            name = Path(item.image.path).name
-            shutil.copyfile(item.image.path, tmp / "images" / name)
-            std = item.std if item.std is not None else 0.0
-            params = transforms[group]
-            lines.append(
-                ",".join(
-                    [name, f"{group}_aug.png", repr(item.score), repr(std * std)]
-                    + [repr(round(params[c], 6)) for c in TRANSFORM_COLUMNS]
-                )
-            )
-        (tmp / AUG_SCORE_FILE).write_text("\n".join(lines) + "\n")
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return out
