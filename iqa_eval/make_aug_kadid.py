@@ -12,8 +12,10 @@ import tempfile
 import zlib
 from pathlib import Path
 
+from iqa_eval.datasets import kadid
+from iqa_eval.datasets.aug_kadid import SCORE_FILE, TRANSFORM_COLUMNS
 from iqa_eval.datasets.base import DatasetError
-from iqa_eval.datasets.kadid import AUG_SCORE_FILE, COLUMNS, TRANSFORM_COLUMNS, load_kadid10k
+from iqa_eval.datasets.public import load
 from iqa_eval.distortions import misalign
 from iqa_eval.images import encode_png, load_rgb
 from iqa_eval.selection import uniform
@@ -30,14 +32,14 @@ def generate_aug_kadid(kadid_path: Path, out: Path, *, seed: int = 0) -> Path:
     """
     if out.exists() and any(out.iterdir()):
         raise DatasetError(f"{out}: exists and is not empty; choose a new folder for Aug-KADID")
-    kadid = load_kadid10k(kadid_path)
-    chosen = uniform(kadid.all_items("fr"), fr=True)
+    source = load(kadid.SPEC, kadid_path)
+    chosen = uniform(source.all_items("fr"), fr=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".aug-kadid-", dir=out.parent))
     try:
         (tmp / "images").mkdir()
         (tmp / "references").mkdir()
-        lines = [",".join(COLUMNS + TRANSFORM_COLUMNS)]
+        lines = [",".join(kadid.COLUMNS + TRANSFORM_COLUMNS)]
         transforms: dict[str, dict[str, float]] = {}
         for item in chosen:
             assert item.reference is not None  # FR items always have one
@@ -58,7 +60,7 @@ def generate_aug_kadid(kadid_path: Path, out: Path, *, seed: int = 0) -> Path:
                     + [repr(round(params[c], 6)) for c in TRANSFORM_COLUMNS]
                 )
             )
-        (tmp / AUG_SCORE_FILE).write_text("\n".join(lines) + "\n")
+        (tmp / SCORE_FILE).write_text("\n".join(lines) + "\n")
         if out.exists():
             out.rmdir()
         tmp.rename(out)
