@@ -30,7 +30,7 @@ from skimage.transform import resize
 from iqa_eval.distortions import distort
 from iqa_eval.experts import fr
 from iqa_eval.experts.allocator import keep_freed_buffers
-from iqa_eval.experts.panel import PANELS, _measure
+from iqa_eval.experts.panel import PANELS, measure
 
 SIZE = 384
 REPEAT = 15
@@ -60,7 +60,7 @@ def sk_ciede(ref: np.ndarray, dist: np.ndarray) -> float:
 
 
 def fr_panel(ref: np.ndarray, dist: np.ndarray) -> float:
-    return sum(_measure(PANELS["fr"], ref, dist, registered=True).values())
+    return sum(measure(PANELS["fr"], ref, dist, registered=True).values())
 
 
 def timed(

@@ -15,7 +15,8 @@ them.
 from __future__ import annotations
 
 import json
-import sqlite3
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iqa_eval.models.base import ModelIdentity
+from iqa_eval.models.replay import ReplayError
+from iqa_eval.sqlite import open_database
 from iqa_eval.types import Answer, Usage
 
 ANSWERS = """
@@ -49,18 +52,6 @@ CREATE TABLE IF NOT EXISTS identities (
 UNIDENTIFIED = "answers_unidentified"
 
 _CHUNK = 500  # stays under SQLite's limit on bound parameters
-
-
-def open_database(path: Path, schema: str) -> sqlite3.Connection:
-    """A connection shared by a process's threads (callers hold their own lock), in WAL mode so
-    that several processes can read while one writes, each statement committed at once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, timeout=60, check_same_thread=False, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA busy_timeout=60000")
-    db.execute(schema)
-    return db
 
 
 @dataclass(frozen=True)
@@ -218,3 +209,27 @@ class ResponseCache:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def export_replay(cache: ResponseCache, path: str | Path, model: str | None = None) -> int:
+    """Write the cache's answers (of one identity, or all) as a replay file; returns the count.
+
+    The file is written next to its destination and renamed into place, so a reader never sees
+    half of it.
+    """
+    path = Path(path)
+    rows = cache.entries(model)
+    if not rows:
+        which = f" of {model!r}" if model else ""
+        raise ReplayError(f"{cache.path}: the cache holds no answers{which} to export")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for identity, key, text in rows:
+                handle.write(json.dumps({"model": identity, "key": key, "text": text}) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(rows)

@@ -40,6 +40,7 @@ from iqa_eval.report.records import cell_record, metric_record
 from iqa_eval.report.run_info import now
 from iqa_eval.report.summary import summary_lines
 from iqa_eval.report.writer import build_report, remove_partial, write_reports
+from iqa_eval.selection import SelectionError
 from iqa_eval.suite import Suite, Unsupported
 from iqa_eval.types import CellResult, CellSpec, Item
 from iqa_eval.usage import combine_usage
@@ -55,7 +56,7 @@ WORKER_NOTICES = "iqa_eval_notices"
 IDENTITIES = "iqa_eval_identities"
 EXIT_UNMEASURED = 75
 """Cells could not be measured (sysexits' EX_TEMPFAIL: try again later), and nothing failed a gate."""
-USER_ERRORS = (ConfigError, GateError, ModelSpecError, DatasetError, ImageError)
+USER_ERRORS = (ConfigError, GateError, ModelSpecError, DatasetError, ImageError, SelectionError)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -31,7 +31,6 @@ import numpy.typing as npt
 from numpy.typing import NDArray
 from PIL import Image
 
-from iqa_eval.datasets.base import DatasetError
 from iqa_eval.experts.fr import luminance
 from iqa_eval.experts.panel import EXPERTS
 from iqa_eval.images import load_rgb
@@ -52,10 +51,11 @@ Pixels = NDArray[np.uint8]
 Floats = NDArray[np.float64]
 
 
-class SelectionError(DatasetError):
+class SelectionError(ValueError):
     """Selection cannot proceed on these items or with these proxies; the message says why.
 
-    A DatasetError, so the plugin and the command line report it as a user's problem in one line.
+    The plugin and the command line report it as a user's problem in one line, as they do a
+    DatasetError; it is not one, because sampling works on items and knows no dataset files.
     """
 
 

@@ -308,7 +308,7 @@ def cmd_datasets_verify(args: argparse.Namespace) -> int:
 
 def cmd_make_aug_kadid(args: argparse.Namespace) -> int:
     """``iqa-eval datasets make-aug-kadid KADID_PATH OUT [--seed N]``."""
-    from iqa_eval.datasets.kadid import generate_aug_kadid
+    from iqa_eval.make_aug_kadid import generate_aug_kadid
 
     try:
         out = generate_aug_kadid(Path(args.kadid), Path(args.out), seed=args.seed)

@@ -57,8 +57,8 @@ from typing import Any
 import aiohttp  # noqa: F401  (see below)
 import pytest
 
-from iqa_eval.experts.panel import JUDGED_PER_PROTOCOL, make_expert
 from iqa_eval.images import ImageStore
+from iqa_eval.models.expert import JUDGED_PER_PROTOCOL, make_expert
 from iqa_eval.prompts import Template, get_template
 from iqa_eval.types import PROTOCOLS, SETTINGS, STRATEGIES, ImageRole, Query, QueryImage
 

@@ -4,6 +4,7 @@ and the human-noise ceiling."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 from pathlib import Path
 
@@ -13,11 +14,12 @@ from test_datasets_mini import make_kadid, make_koniq, make_tqd
 from test_report_schema import validate_report
 
 from iqa_eval.config import OPTIONS, ConfigError, parse_data
+from iqa_eval.datasets import registry
 from iqa_eval.datasets.base import DatasetError
 from iqa_eval.datasets.ceiling import noise_ceiling
-from iqa_eval.datasets.kadid import generate_aug_kadid
-from iqa_eval.datasets.registry import NAMES, describe, load_dataset, verify
+from iqa_eval.datasets.registry import NAMES, SPECS, describe, load_dataset, verify
 from iqa_eval.images import load_rgb
+from iqa_eval.make_aug_kadid import generate_aug_kadid
 from iqa_eval.subsets import cmd_datasets_list, cmd_datasets_verify, cmd_make_aug_kadid
 from iqa_eval.types import Item, Stimulus
 
@@ -136,6 +138,15 @@ def test_every_known_dataset_has_a_description_and_a_layout(capsys):
     assert cmd_datasets_list(argparse.Namespace()) == 0
     out = capsys.readouterr().out
     assert out.count("  layout: ") == len(NAMES) and "kadid10k: KADID-10k" in out
+
+
+def test_each_dataset_module_has_one_spec_and_the_registry_lists_it():
+    """Adding a dataset is its module and a line in the registry; forgetting the line fails here."""
+    shared = {"__init__", "base", "public", "builtin", "ceiling", "registry"}
+    modules = sorted(p.stem for p in Path(registry.__file__).parent.glob("*.py") if p.stem not in shared)
+    specs = [importlib.import_module(f"iqa_eval.datasets.{m}").SPEC for m in modules]
+    assert sorted(spec.name for spec in specs) == sorted(NAMES)
+    assert len(set(NAMES)) == len(NAMES) == len(SPECS)
 
 
 def test_an_unknown_name_is_a_dataset_error():

@@ -62,7 +62,7 @@ def test_fr_color_runs_passes_and_writes_both_reports(suite_dir, shared_cache):
 def test_a_model_that_ranks_backwards_fails_its_gates(suite_dir, shared_cache):
     suite_dir.makeconftest(
         """
-from iqa_eval.experts.panel import make_expert
+from iqa_eval.models.expert import make_expert
 
 def pytest_iqa_make_model(spec, store):
     if spec == "backwards":

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from iqa_eval.cache import ResponseCache
+from iqa_eval.cache import ResponseCache, export_replay
 from iqa_eval.engine import Engine
 from iqa_eval.models.registry import ModelSpecError, make_client
-from iqa_eval.models.replay import ReplayError, export_replay, load_replay
+from iqa_eval.models.replay import ReplayError, load_replay
 from iqa_eval.types import Answer, Decoding, Query
 
 

@@ -12,21 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iqa_eval.datasets.base import DatasetCard
-from iqa_eval.datasets.public import (
-    DatasetRoot,
-    Entry,
-    PublicDataset,
-    SelectionOptions,
-    Unique,
-    csv_rows,
-    files_digest,
-    number,
-)
-from iqa_eval.images import ImageStore
+from iqa_eval.datasets.base import Counts, DatasetCard, DatasetSpec, Entry, Root, Scores
+from iqa_eval.datasets.public import Unique, csv_rows, number
 
 NAME = "agiqa3k"
-VERSION = "1"
 SCORE_FILE = "data.csv"
 COLUMNS = ("name", "prompt", "adj1", "adj2", "style", "mos_quality", "std_quality", "mos_align", "std_align")
 IMAGE_DIR = "AGIQA-3K"
@@ -49,10 +38,7 @@ CARD = DatasetCard(
 )
 
 
-def load_agiqa3k(
-    path: Path, *, store: ImageStore | None = None, selection_options: SelectionOptions | None = None
-) -> PublicDataset:
-    root = DatasetRoot(path, NAME, LAYOUT)
+def read(root: Root) -> Scores:
     score_file = root.score_file(SCORE_FILE)
     seen = Unique("name")
     entries: list[Entry] = []
@@ -68,22 +54,18 @@ def load_agiqa3k(
         )
         entries.append(
             Entry(
-                "nr",
-                "structure",
-                Path(name).stem,
-                root.file(f"{IMAGE_DIR}/{name}", where),
-                number(fields["mos_quality"], "mos_quality", where),
-                NAME,
-                where,
+                setting="nr",
+                attribute="structure",
+                key=Path(name).stem,
+                image=root.file(f"{IMAGE_DIR}/{name}", where),
+                score=number(fields["mos_quality"], "mos_quality", where),
+                group=NAME,
+                source=where,
                 std=std,
                 meta=meta,
             )
         )
-    return PublicDataset(
-        CARD,
-        path,
-        entries,
-        files_digest(f"{NAME}/{VERSION}", [score_file]),
-        store=store,
-        selection=selection_options,
-    )
+    return Scores(entries, [score_file])
+
+
+SPEC = DatasetSpec(card=CARD, layout=LAYOUT, reader=read, counts=Counts(images=2982))

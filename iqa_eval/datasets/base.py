@@ -1,11 +1,19 @@
-"""The dataset interface: test items and demonstration pools per setting and attribute."""
+"""The dataset interface (items and demonstration pools per cell) and what describes a public one.
+
+A public dataset is described once, by the :class:`DatasetSpec` its module exports: the card,
+the folder layout, the published counts and the reader of its score files. Everything else a
+loader needs (the folder checks, the digest, turning entries into items) is shared.
+"""
 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
-from iqa_eval.types import Attribute, Item, Setting
+from iqa_eval.types import Attribute, Item, MetaValue, Setting
 
 
 class DatasetError(ValueError):
@@ -63,3 +71,78 @@ class Dataset(abc.ABC):
     @abc.abstractmethod
     def manifest_digest(self) -> str:
         """A digest of the files and scores in use, recorded in reports and history."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entry:
+    """One scored stimulus of one cell, as a reader read it from the score file.
+
+    ``key`` is the published name of the stimulus (unique within a cell); ``source`` is the
+    ``file:line`` that listed it, quoted by every later complaint about it. Keyword-only: eight
+    fields of which several are paths or names would be easy to swap by position.
+    """
+
+    setting: Setting
+    attribute: Attribute
+    key: str
+    image: Path
+    score: float
+    group: str
+    source: str
+    reference: Path | None = None
+    std: float | None = None
+    meta: tuple[tuple[str, MetaValue], ...] = ()
+
+
+class Root(Protocol):
+    """The dataset folder as a reader sees it: members are found safely, and a missing one is an
+    error naming the dataset's layout (:class:`iqa_eval.datasets.public.DatasetRoot`)."""
+
+    path: Path
+
+    def score_file(self, rel: str) -> Path: ...
+
+    def file(self, rel: str, where: str, what: str = "image") -> Path: ...
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What a reader read: the entries and the score files they rest on (hashed into the digest).
+
+    ``card`` replaces the spec's card when the card depends on the scores, as SPCD's observed
+    range does.
+    """
+
+    entries: Sequence[Entry]
+    files: Sequence[Path]
+    card: DatasetCard | None = None
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What a complete copy holds, as published; None where the authors publish no number."""
+
+    images: int | None = None
+    references: int | None = None
+    per_reference: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetSpec:
+    """A public dataset the suite reads, described once: its module exports one.
+
+    ``version`` enters the manifest digest: bump it when the reader changes what it makes of
+    the same files. ``check_range`` is False where the card's range is the observed one, which
+    every copy meets by construction.
+    """
+
+    card: DatasetCard
+    layout: str
+    reader: Callable[[Root], Scores]
+    counts: Counts = field(default_factory=Counts)
+    version: str = "1"
+    check_range: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.card.name

@@ -13,27 +13,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iqa_eval.datasets.base import DatasetCard, DatasetError
-from iqa_eval.datasets.public import (
-    DatasetRoot,
-    Entry,
-    PublicDataset,
-    SelectionOptions,
-    Unique,
-    cell_text,
-    count,
-    files_digest,
-    number,
-    xlsx_rows,
-)
-from iqa_eval.images import ImageStore
+from iqa_eval.datasets.base import Counts, DatasetCard, DatasetError, DatasetSpec, Entry, Root, Scores
+from iqa_eval.datasets.public import Unique, cell_text, count, number, xlsx_rows
 
 NAME = "csiq"
-VERSION = "1"
 SCORE_FILE = "csiq.DMOS.xlsx"
 SHEET = "all_by_image"
 COLUMNS = ("image", "dst_idx", "dst_type", "dst_lev", "dmos_std", "dmos")
-LAYOUT = f"{SCORE_FILE} (sheet {SHEET}), src_imgs/ and dst_imgs/<type>/"
+LAYOUT = f"{SCORE_FILE} (sheet {SHEET}; reading it needs openpyxl), src_imgs/ and dst_imgs/<type>/"
 TYPES: dict[int, tuple[str, str]] = {
     1: ("AWGN", "AWGN"),
     2: ("JPEG", "JPEG"),
@@ -61,10 +48,7 @@ CARD = DatasetCard(
 )
 
 
-def load_csiq(
-    path: Path, *, store: ImageStore | None = None, selection_options: SelectionOptions | None = None
-) -> PublicDataset:
-    root = DatasetRoot(path, NAME, LAYOUT)
+def read(root: Root) -> Scores:
     score_file = root.score_file(SCORE_FILE)
     seen = Unique("image")
     references: dict[str, Path] = {}
@@ -82,16 +66,16 @@ def load_csiq(
             references[image] = root.file(f"src_imgs/{image}.png", where, "reference")
         entries.append(
             Entry(
-                "fr",
-                "structure",
-                f"{image}.{tag}.{level}",
-                root.file(f"dst_imgs/{folder}/{name}", where),
-                number(cells["dmos"], "dmos", where),
-                image,
-                where,
-                references[image],
-                number(cells["dmos_std"], "dmos_std", where),
-                (
+                setting="fr",
+                attribute="structure",
+                key=f"{image}.{tag}.{level}",
+                image=root.file(f"dst_imgs/{folder}/{name}", where),
+                score=number(cells["dmos"], "dmos", where),
+                group=image,
+                source=where,
+                reference=references[image],
+                std=number(cells["dmos_std"], "dmos_std", where),
+                meta=(
                     ("reference", image),
                     ("type", code),
                     ("distortion", cell_text(cells["dst_type"], "dst_type", where)),
@@ -99,11 +83,7 @@ def load_csiq(
                 ),
             )
         )
-    return PublicDataset(
-        CARD,
-        path,
-        entries,
-        files_digest(f"{NAME}/{VERSION}", [score_file]),
-        store=store,
-        selection=selection_options,
-    )
+    return Scores(entries, [score_file])
+
+
+SPEC = DatasetSpec(card=CARD, layout=LAYOUT, reader=read, counts=Counts(images=866, references=30))

@@ -1,6 +1,6 @@
-"""KADID-10k (Lin, Hosu & Saupe 2019) and Aug-KADID, the study's geometric variant of it.
+"""KADID-10k (Lin, Hosu & Saupe 2019), FR and NR, structure and color.
 
-KADID-10k: 81 pristine photos, each distorted by 25 types at 5 levels (10,125 images), every
+81 pristine photos, each distorted by 25 types at 5 levels (10,125 images), every
 image rated by 30 crowd workers on a 1..5 degradation scale. The authors' archive holds
 ``dmos.csv`` (``dist_img,ref_img,dmos,var``) and ``images/`` with both the references
 (``I01.png``) and the distorted images (``I01_01_01.png``: reference 01, type 01, level 01).
@@ -13,53 +13,28 @@ contrast 24–25) damages edges, detail or local structure: ``structure``. Type 
 colour component) is noise first and stays with the noise types; contrast (25) is named as its
 own aspect in the study's prompts, apart from colour and luminance, and stays with sharpening.
 No type is ``texture`` (the study takes texture from TQD) or ``geometry``: the spatial types
-displace pixels locally, not the image; geometry comes from Aug-KADID.
-
-Aug-KADID: the study judged 150 FR-KADID items with the *reference* slightly shifted, rotated
-and scaled, MOS unchanged, to see whether a model judges the distortion or the misalignment.
-It is not distributed; :func:`generate_aug_kadid` builds it from a KADID-10k copy with seeded
-transforms, in the layout its loader reads.
+displace pixels locally, not the image; geometry comes from Aug-KADID
+(:mod:`iqa_eval.datasets.aug_kadid`), whose rows the row parser here reads too.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import shutil
-import tempfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from iqa_eval import selection
-from iqa_eval.datasets.base import DatasetCard, DatasetError
-from iqa_eval.datasets.public import (
-    BY_SETTING,
-    DatasetRoot,
-    Entry,
-    PublicDataset,
-    SelectionOptions,
-    Unique,
-    csv_rows,
-    files_digest,
-    number,
-)
-from iqa_eval.distortions import misalign
-from iqa_eval.images import ImageStore, encode_png, load_rgb
-from iqa_eval.types import Attribute, MetaValue
+from iqa_eval.datasets.base import Counts, DatasetCard, DatasetError, DatasetSpec, Entry, Root, Scores
+from iqa_eval.datasets.public import BY_SETTING, Unique, csv_rows, number
+from iqa_eval.types import Attribute, MetaValue, Setting
 
-KADID_NAME = "kadid10k"
-AUG_NAME = "aug_kadid"
-VERSION = "1"
+NAME = "kadid10k"
 SCORE_FILE = "dmos.csv"
-AUG_SCORE_FILE = "aug_kadid.csv"
 COLUMNS = ("dist_img", "ref_img", "dmos", "var")
-TRANSFORM_COLUMNS = ("dx", "dy", "rotation_deg", "scale")
 RATINGS_PER_IMAGE = 30
 TYPE_COUNT, LEVELS = 25, 5
 
-KADID_LAYOUT = f"the extracted kadid10k archive: {SCORE_FILE} and images/ (I01.png, I01_01_01.png, ...)"
-AUG_LAYOUT = f"a folder made by 'iqa-eval datasets make-aug-kadid': {AUG_SCORE_FILE}, images/ and references/"
+LAYOUT = f"the extracted kadid10k archive: {SCORE_FILE} and images/ (I01.png, I01_01_01.png, ...)"
 _NAME = re.compile(r"I(\d{2})_(\d{2})_(\d{2})\.png")
 
 
@@ -107,8 +82,8 @@ def _types() -> tuple[DistortionType, ...]:
 
 TYPES = _types()
 
-KADID_CARD = DatasetCard(
-    name=KADID_NAME,
+CARD = DatasetCard(
+    name=NAME,
     description=(
         "KADID-10k: 81 photos x 25 synthetic distortion types x 5 levels (10,125 images); FR cells "
         "judge against the pristine reference, NR cells the distorted image alone"
@@ -131,26 +106,11 @@ KADID_CARD = DatasetCard(
     aggregation=BY_SETTING,
 )
 
-AUG_CARD = DatasetCard(
-    name=AUG_NAME,
-    description=(
-        "Aug-KADID: KADID-10k items whose reference is slightly shifted, rotated and scaled; the "
-        "distorted image and its MOS are KADID's"
-    ),
-    license="derived from KADID-10k: the same terms apply; generated locally, never redistributed",
-    provenance=(
-        f"generated from a KADID-10k copy by iqa_eval.datasets.kadid.generate_aug_kadid v{VERSION} "
-        "(the study's stage-1 FR sample, seeded transforms of iqa_eval.distortions.misalign)"
-    ),
-    ground_truth="KADID-10k MOS 1..5, higher is better; comparable within a reference",
-    score_range=(1.0, 5.0),
-    higher_is_better=True,
-    aggregation="local_mean",
-)
-
 
 @dataclass(frozen=True)
-class _Row:
+class Row:
+    """One checked row of a KADID-style score file (KADID-10k's or Aug-KADID's)."""
+
     where: str
     name: str
     reference: str
@@ -161,7 +121,7 @@ class _Row:
     std: float
 
 
-def _parse_row(where: str, fields: dict[str, str], seen: Unique) -> _Row:
+def parse_row(where: str, fields: dict[str, str], seen: Unique) -> Row:
     name = fields["dist_img"]
     match = _NAME.fullmatch(name)
     if match is None:
@@ -177,7 +137,7 @@ def _parse_row(where: str, fields: dict[str, str], seen: Unique) -> _Row:
     variance = number(fields["var"], "var", where)
     if variance < 0:
         raise DatasetError(f"{where}: var {fields['var']!r} is negative")
-    return _Row(
+    return Row(
         where,
         name,
         fields["ref_img"],
@@ -189,7 +149,7 @@ def _parse_row(where: str, fields: dict[str, str], seen: Unique) -> _Row:
     )
 
 
-def _meta(row: _Row) -> tuple[tuple[str, MetaValue], ...]:
+def meta_of(row: Row) -> tuple[tuple[str, MetaValue], ...]:
     return (
         ("reference", f"I{row.ref_code:02d}"),
         ("type", row.kind.code),
@@ -200,17 +160,14 @@ def _meta(row: _Row) -> tuple[tuple[str, MetaValue], ...]:
     )
 
 
-def load_kadid10k(
-    path: Path, *, store: ImageStore | None = None, selection_options: SelectionOptions | None = None
-) -> PublicDataset:
+def read(root: Root) -> Scores:
     """KADID-10k from the authors' layout; every image serves an FR and an NR cell."""
-    root = DatasetRoot(path, KADID_NAME, KADID_LAYOUT)
     score_file = root.score_file(SCORE_FILE)
     seen = Unique("dist_img")
     references: dict[str, Path] = {}
     entries: list[Entry] = []
     for where, fields in csv_rows(score_file, COLUMNS):
-        row = _parse_row(where, fields, seen)
+        row = parse_row(where, fields, seen)
         expected = f"I{row.ref_code:02d}.png"
         if row.reference != expected:
             raise DatasetError(
@@ -220,110 +177,33 @@ def load_kadid10k(
             references[row.reference] = root.file(f"images/{row.reference}", where, "reference")
         image = root.file(f"images/{row.name}", where)
         key = row.name.removesuffix(".png")
-        meta = _meta(row)
+        meta = meta_of(row)
         group = f"I{row.ref_code:02d}"
         attribute = row.kind.attribute
-        entries.append(
-            Entry(
-                "fr", attribute, key, image, row.mos, group, where, references[row.reference], row.std, meta
-            )
+        # The same image serves an FR cell (local to its reference) and an NR cell (one scale).
+        serves: tuple[tuple[Setting, Path | None, str], ...] = (
+            ("fr", references[row.reference], group),
+            ("nr", None, NAME),
         )
-        entries.append(Entry("nr", attribute, key, image, row.mos, KADID_NAME, where, None, row.std, meta))
+        for setting, reference, of in serves:
+            entries.append(
+                Entry(
+                    setting=setting,
+                    attribute=attribute,
+                    key=key,
+                    image=image,
+                    score=row.mos,
+                    group=of,
+                    source=where,
+                    reference=reference,
+                    std=row.std,
+                    meta=meta,
+                )
+            )
     entries.sort(key=lambda e: e.setting)  # FR entries first, each setting in file order
-    return PublicDataset(
-        KADID_CARD,
-        path,
-        entries,
-        files_digest(f"{KADID_NAME}/{VERSION}", [score_file]),
-        store=store,
-        selection=selection_options,
-    )
+    return Scores(entries, [score_file])
 
 
-def load_aug_kadid(
-    path: Path, *, store: ImageStore | None = None, selection_options: SelectionOptions | None = None
-) -> PublicDataset:
-    """Aug-KADID as :func:`generate_aug_kadid` writes it: FR geometry items only."""
-    root = DatasetRoot(path, AUG_NAME, AUG_LAYOUT)
-    score_file = root.score_file(AUG_SCORE_FILE)
-    seen = Unique("dist_img")
-    entries: list[Entry] = []
-    for where, fields in csv_rows(score_file, COLUMNS + TRANSFORM_COLUMNS):
-        row = _parse_row(where, fields, seen)
-        expected = f"I{row.ref_code:02d}_aug.png"
-        if row.reference != expected:
-            raise DatasetError(
-                f"{where}: ref_img {row.reference!r} does not match {row.name} (expected {expected})"
-            )
-        transform = tuple((c, number(fields[c], c, where)) for c in TRANSFORM_COLUMNS)
-        entries.append(
-            Entry(
-                "fr",
-                "geometry",
-                row.name.removesuffix(".png"),
-                root.file(f"images/{row.name}", where),
-                row.mos,
-                f"I{row.ref_code:02d}",
-                where,
-                root.file(f"references/{row.reference}", where, "reference"),
-                row.std,
-                _meta(row) + tuple((f"ref_{k}", v) for k, v in transform),
-            )
-        )
-    return PublicDataset(
-        AUG_CARD,
-        path,
-        entries,
-        files_digest(f"{AUG_NAME}/{VERSION}", [score_file]),
-        store=store,
-        selection=selection_options,
-    )
-
-
-def generate_aug_kadid(kadid_path: Path, out: Path, *, seed: int = 0) -> Path:
-    """Build Aug-KADID from a KADID-10k copy; returns ``out``.
-
-    The items are the study's stage-1 FR sample (15 references by evenly spaced mean quality,
-    10 distorted images each at evenly spaced ranks); each reference gets one seeded similarity
-    transform (up to 4 px shift, 3 degrees, 3 % scale), shared by its ten items as in the
-    study's ``I12_aug.png``. Distorted images are copied byte for byte. The folder is written
-    beside ``out`` and renamed into place, so an interrupted run leaves nothing half made.
-    """
-    if out.exists() and any(out.iterdir()):
-        raise DatasetError(f"{out}: exists and is not empty; choose a new folder for Aug-KADID")
-    kadid = load_kadid10k(kadid_path)
-    chosen = selection.uniform(kadid.all_items("fr"), fr=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".aug-kadid-", dir=out.parent))
-    try:
-        (tmp / "images").mkdir()
-        (tmp / "references").mkdir()
-        lines = [",".join(COLUMNS + TRANSFORM_COLUMNS)]
-        transforms: dict[str, dict[str, float]] = {}
-        for item in chosen:
-            assert item.reference is not None  # FR items always have one
-            group = item.group
-            if group not in transforms:
-                moved, params = misalign(
-                    load_rgb(item.reference.path), zlib.crc32(f"aug-kadid/{seed}/{group}".encode())
-                )
-                (tmp / "references" / f"{group}_aug.png").write_bytes(encode_png(moved))
-                transforms[group] = params
-            name = Path(item.image.path).name
-            shutil.copyfile(item.image.path, tmp / "images" / name)
-            std = item.std if item.std is not None else 0.0
-            params = transforms[group]
-            lines.append(
-                ",".join(
-                    [name, f"{group}_aug.png", repr(item.score), repr(std * std)]
-                    + [repr(round(params[c], 6)) for c in TRANSFORM_COLUMNS]
-                )
-            )
-        (tmp / AUG_SCORE_FILE).write_text("\n".join(lines) + "\n")
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return out
+SPEC = DatasetSpec(
+    card=CARD, layout=LAYOUT, reader=read, counts=Counts(images=10125, references=81, per_reference=125)
+)

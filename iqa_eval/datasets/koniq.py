@@ -12,22 +12,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from iqa_eval.datasets.base import DatasetCard, DatasetError
-from iqa_eval.datasets.public import (
-    DatasetRoot,
-    Entry,
-    PublicDataset,
-    SelectionOptions,
-    Unique,
-    count,
-    csv_rows,
-    files_digest,
-    number,
-)
-from iqa_eval.images import ImageStore
+from iqa_eval.datasets.base import Counts, DatasetCard, DatasetError, DatasetSpec, Entry, Root, Scores
+from iqa_eval.datasets.public import Unique, count, csv_rows, number
 
 NAME = "koniq10k"
-VERSION = "1"
 SCORE_FILE = "koniq10k_scores_and_distributions.csv"
 VOTES = ("c1", "c2", "c3", "c4", "c5")
 COLUMNS = ("image_name", *VOTES, "c_total", "MOS", "SD", "MOS_zscore")
@@ -63,10 +51,7 @@ def histogram_std(votes: list[int]) -> float:
     return math.sqrt(spread / (total - 1)) if total > 1 else 0.0
 
 
-def load_koniq10k(
-    path: Path, *, store: ImageStore | None = None, selection_options: SelectionOptions | None = None
-) -> PublicDataset:
-    root = DatasetRoot(path, NAME, LAYOUT)
+def read(root: Root) -> Scores:
     score_file = root.score_file(SCORE_FILE)
     seen = Unique("image_name")
     entries: list[Entry] = []
@@ -84,22 +69,18 @@ def load_koniq10k(
         )
         entries.append(
             Entry(
-                "nr",
-                "structure",
-                Path(name).stem,
-                root.file(f"{IMAGE_DIR}/{name}", where),
-                number(fields["MOS"], "MOS", where),
-                NAME,
-                where,
+                setting="nr",
+                attribute="structure",
+                key=Path(name).stem,
+                image=root.file(f"{IMAGE_DIR}/{name}", where),
+                score=number(fields["MOS"], "MOS", where),
+                group=NAME,
+                source=where,
                 std=histogram_std(votes),
                 meta=meta,
             )
         )
-    return PublicDataset(
-        CARD,
-        path,
-        entries,
-        files_digest(f"{NAME}/{VERSION}", [score_file]),
-        store=store,
-        selection=selection_options,
-    )
+    return Scores(entries, [score_file])
+
+
+SPEC = DatasetSpec(card=CARD, layout=LAYOUT, reader=read, counts=Counts(images=10073))

@@ -15,22 +15,11 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import io as scipy_io
 
-from iqa_eval.datasets.base import DatasetCard, DatasetError
-from iqa_eval.datasets.public import (
-    DatasetRoot,
-    Entry,
-    PublicDataset,
-    SelectionOptions,
-    Unique,
-    files_digest,
-    number,
-)
-from iqa_eval.images import ImageStore
+from iqa_eval.datasets.base import Counts, DatasetCard, DatasetError, DatasetSpec, Entry, Root, Scores
+from iqa_eval.datasets.public import Unique, number
 
 NAME = "live_challenge"
-VERSION = "1"
 NAMES_FILE = "Data/AllImages_release.mat"
 MOS_FILE = "Data/AllMOS_release.mat"
 STD_FILE = "Data/AllStdDev_release.mat"
@@ -56,6 +45,8 @@ CARD = DatasetCard(
 
 
 def _variable(path: Path, name: str) -> NDArray[np.object_]:
+    from scipy import io as scipy_io  # only this reader needs it, and it is slow to import
+
     try:
         data = scipy_io.loadmat(path)
     except (ValueError, TypeError, OSError, NotImplementedError) as err:
@@ -73,10 +64,7 @@ def _name(value: object, where: str) -> str:
     return str(flat[0]).strip()
 
 
-def load_live_challenge(
-    path: Path, *, store: ImageStore | None = None, selection_options: SelectionOptions | None = None
-) -> PublicDataset:
-    root = DatasetRoot(path, NAME, LAYOUT)
+def read(root: Root) -> Scores:
     files = [root.score_file(rel) for rel in (NAMES_FILE, MOS_FILE, STD_FILE)]
     names, mos, std = (_variable(f, f.stem) for f in files)
     if not len(names) == len(mos) == len(std):
@@ -94,21 +82,17 @@ def load_live_challenge(
         seen.add(name, where)
         entries.append(
             Entry(
-                "nr",
-                "structure",
-                Path(name).stem,
-                root.file(f"Images/{name}", where),
-                number(mos[index], "MOS", f"{files[1]} (entry {index + 1})"),
-                NAME,
-                where,
+                setting="nr",
+                attribute="structure",
+                key=Path(name).stem,
+                image=root.file(f"Images/{name}", where),
+                score=number(mos[index], "MOS", f"{files[1]} (entry {index + 1})"),
+                group=NAME,
+                source=where,
                 std=number(std[index], "std", f"{files[2]} (entry {index + 1})"),
             )
         )
-    return PublicDataset(
-        CARD,
-        path,
-        entries,
-        files_digest(f"{NAME}/{VERSION}", files),
-        store=store,
-        selection=selection_options,
-    )
+    return Scores(entries, files)
+
+
+SPEC = DatasetSpec(card=CARD, layout=LAYOUT, reader=read, counts=Counts(images=1162))

@@ -1,7 +1,9 @@
 """What every public-dataset loader shares: safe paths, strict score files, lazy stimuli.
 
-A loader reads the score files exactly as the authors publish them and turns each scored
-stimulus into an :class:`Entry`; :class:`PublicDataset` turns the entries into items per cell.
+A dataset's reader reads the score files exactly as the authors publish them and turns each
+scored stimulus into an :class:`~iqa_eval.datasets.base.Entry`; :func:`load` wraps every reader
+in the same envelope (the checked root folder, the digest of the score files) and
+:class:`PublicDataset` turns the entries into items per cell.
 
 The score files are validated completely at load: a malformed row, a non-finite score, a
 duplicate name, a missing image or a path that leaves the dataset root (``..``, an absolute path,
@@ -25,9 +27,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 
-from iqa_eval.datasets.base import Dataset, DatasetCard, DatasetError
+from iqa_eval.datasets.base import Dataset, DatasetCard, DatasetError, DatasetSpec, Entry
 from iqa_eval.images import ImageError, ImageStore
-from iqa_eval.types import ATTRIBUTES, SETTINGS, Attribute, Item, MetaValue, Setting, Stimulus
+from iqa_eval.types import ATTRIBUTES, SETTINGS, Attribute, Item, Setting, Stimulus
 
 BY_SETTING = "local_mean in FR (per reference), global in NR"
 """Card aggregation of a dataset that serves both settings: see :meth:`PublicDataset.local_in`."""
@@ -36,26 +38,6 @@ DEMO_ITEMS = 8
 """Items held out of a global (NR) cell as its in-context demonstration pool."""
 
 _DECODED_FIELDS = frozenset({"sha256", "width", "height"})
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One scored stimulus of one cell, as a loader read it from the score file.
-
-    ``key`` is the published name of the stimulus (unique within a cell); ``source`` is the
-    ``file:line`` that listed it, quoted by every later complaint about it.
-    """
-
-    setting: Setting
-    attribute: Attribute
-    key: str
-    image: Path
-    score: float
-    group: str
-    source: str
-    reference: Path | None = None
-    std: float | None = None
-    meta: tuple[tuple[str, MetaValue], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -335,6 +317,25 @@ def files_digest(version: str, files: Iterable[Path]) -> str:
         digest.update(f"{path.name}\n".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()[:16]
+
+
+def load(
+    spec: DatasetSpec,
+    path: Path,
+    *,
+    store: ImageStore | None = None,
+    selection: SelectionOptions | None = None,
+) -> PublicDataset:
+    """The dataset ``spec`` describes, read from the folder ``path``; DatasetError for a bad copy."""
+    scores = spec.reader(DatasetRoot(path, spec.name, spec.layout))
+    return PublicDataset(
+        scores.card or spec.card,
+        path,
+        scores.entries,
+        files_digest(f"{spec.name}/{spec.version}", scores.files),
+        store=store,
+        selection=selection,
+    )
 
 
 class PublicDataset(Dataset):

@@ -18,27 +18,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iqa_eval.datasets.base import DatasetCard
-from iqa_eval.datasets.public import (
-    DatasetRoot,
-    Entry,
-    PublicDataset,
-    SelectionOptions,
-    Unique,
-    cell_text,
-    files_digest,
-    number,
-    xlsx_rows,
-)
-from iqa_eval.images import ImageStore
+from iqa_eval.datasets.base import Counts, DatasetCard, DatasetSpec, Entry, Root, Scores
+from iqa_eval.datasets.public import Unique, cell_text, number, xlsx_rows
 from iqa_eval.types import Attribute
 
 NAME = "spaq"
-VERSION = "1"
 SCORE_FILE = "Annotations/MOS and Image attribute scores.xlsx"
 ATTRIBUTE_COLUMNS = ("Brightness", "Colorfulness", "Contrast", "Noisiness", "Sharpness")
 COLUMNS = ("Image name", "MOS", *ATTRIBUTE_COLUMNS)
-LAYOUT = f"TestImage/ (00001.jpg ...) and {SCORE_FILE}"
+LAYOUT = f"TestImage/ (00001.jpg ...) and {SCORE_FILE} (reading it needs openpyxl)"
 GROUND_TRUTH: tuple[tuple[Attribute, str], ...] = (
     ("structure", "MOS"),
     ("color", "Colorfulness"),
@@ -66,10 +54,7 @@ CARD = DatasetCard(
 )
 
 
-def load_spaq(
-    path: Path, *, store: ImageStore | None = None, selection_options: SelectionOptions | None = None
-) -> PublicDataset:
-    root = DatasetRoot(path, NAME, LAYOUT)
+def read(root: Root) -> Scores:
     score_file = root.score_file(SCORE_FILE)
     seen = Unique("Image name")
     entries: list[Entry] = []
@@ -83,21 +68,17 @@ def load_spaq(
         for attribute, column in GROUND_TRUTH:
             entries.append(
                 Entry(
-                    "nr",
-                    attribute,
-                    key,
-                    image,
-                    scores[column],
-                    NAME,
-                    where,
+                    setting="nr",
+                    attribute=attribute,
+                    key=key,
+                    image=image,
+                    score=scores[column],
+                    group=NAME,
+                    source=where,
                     meta=(("score_column", column), *meta),
                 )
             )
-    return PublicDataset(
-        CARD,
-        path,
-        entries,
-        files_digest(f"{NAME}/{VERSION}", [score_file]),
-        store=store,
-        selection=selection_options,
-    )
+    return Scores(entries, [score_file])
+
+
+SPEC = DatasetSpec(card=CARD, layout=LAYOUT, reader=read, counts=Counts(images=11125))

@@ -12,24 +12,13 @@ direction explicitly (``higher_is_better`` False), never by a silent sign flip.
 
 from __future__ import annotations
 
+import math
 import re
-from pathlib import Path
 
-from iqa_eval.datasets.base import DatasetCard, DatasetError
-from iqa_eval.datasets.public import (
-    DatasetRoot,
-    Entry,
-    PublicDataset,
-    SelectionOptions,
-    Unique,
-    csv_rows,
-    files_digest,
-    number,
-)
-from iqa_eval.images import ImageStore
+from iqa_eval.datasets.base import DatasetCard, DatasetError, DatasetSpec, Entry, Root, Scores
+from iqa_eval.datasets.public import Unique, csv_rows, number
 
 NAME = "spcd"
-VERSION = "1"
 SCORE_FILE = "train_data.csv"
 COLUMNS = ("image1", "image2", "score")
 LAYOUT = f"{SCORE_FILE} (image1,image2,score[,std]) and images/ (I0001_01_01.png, ...)"
@@ -57,10 +46,7 @@ def _card(low: float, high: float) -> DatasetCard:
     )
 
 
-def load_spcd(
-    path: Path, *, store: ImageStore | None = None, selection_options: SelectionOptions | None = None
-) -> PublicDataset:
-    root = DatasetRoot(path, NAME, LAYOUT)
+def read(root: Root) -> Scores:
     score_file = root.score_file(SCORE_FILE)
     seen = Unique("pair")
     entries: list[Entry] = []
@@ -79,24 +65,21 @@ def load_spcd(
         std = number(fields["std"], "std", where) if "std" in fields else None
         entries.append(
             Entry(
-                "fr",
-                "color",
-                key,
-                root.file(f"images/{second}", where),
-                number(fields["score"], "score", where),
-                scene,
-                where,
-                root.file(f"images/{first}", where, "reference"),
-                std,
-                (("scene", scene), ("image1", first), ("image2", second)),
+                setting="fr",
+                attribute="color",
+                key=key,
+                image=root.file(f"images/{second}", where),
+                score=number(fields["score"], "score", where),
+                group=scene,
+                source=where,
+                reference=root.file(f"images/{first}", where, "reference"),
+                std=std,
+                meta=(("scene", scene), ("image1", first), ("image2", second)),
             )
         )
     scores = [e.score for e in entries] or [0.0]
-    return PublicDataset(
-        _card(min(scores), max(scores)),
-        path,
-        entries,
-        files_digest(f"{NAME}/{VERSION}", [score_file]),
-        store=store,
-        selection=selection_options,
-    )
+    return Scores(entries, [score_file], card=_card(min(scores), max(scores)))
+
+
+SPEC = DatasetSpec(card=_card(0.0, math.inf), layout=LAYOUT, reader=read, check_range=False)
+"""The authors publish no score range: the card of a loaded copy names the range it observed."""

@@ -18,22 +18,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from iqa_eval.datasets.base import DatasetCard, DatasetError
-from iqa_eval.datasets.public import (
-    DatasetRoot,
-    Entry,
-    PublicDataset,
-    SelectionOptions,
-    Unique,
-    files_digest,
-    number,
-    text_rows,
-)
-from iqa_eval.images import ImageStore
+from iqa_eval.datasets.base import Counts, DatasetCard, DatasetError, DatasetSpec, Entry, Root, Scores
+from iqa_eval.datasets.public import Unique, number, text_rows
 from iqa_eval.types import Attribute
 
 NAME = "tid2013"
-VERSION = "1"
 SCORE_FILE = "mos_with_names.txt"
 STD_FILE = "mos_std.txt"
 LAYOUT = f"{SCORE_FILE}, {STD_FILE}, distorted_images/ and reference_images/"
@@ -91,10 +80,7 @@ def attribute_of(code: int) -> Attribute:
     return "color" if code in COLOR_TYPES else "structure"
 
 
-def load_tid2013(
-    path: Path, *, store: ImageStore | None = None, selection_options: SelectionOptions | None = None
-) -> PublicDataset:
-    root = DatasetRoot(path, NAME, LAYOUT)
+def read(root: Root) -> Scores:
     score_file = root.score_file(SCORE_FILE)
     std_file = root.score_file(STD_FILE)
     rows = list(text_rows(score_file, 2))
@@ -119,23 +105,26 @@ def load_tid2013(
             references[group] = root.file(f"reference_images/{group}.bmp", where, "reference")
         entries.append(
             Entry(
-                "fr",
-                attribute_of(code),
-                name.lower().removesuffix(".bmp"),
-                root.file(f"distorted_images/{name}", where),
-                number(mos, "MOS", where),
-                group,
-                where,
-                references[group],
-                number(std, "std", std_where),
-                (("reference", group), ("type", code), ("distortion", TYPES[code - 1]), ("level", level)),
+                setting="fr",
+                attribute=attribute_of(code),
+                key=name.lower().removesuffix(".bmp"),
+                image=root.file(f"distorted_images/{name}", where),
+                score=number(mos, "MOS", where),
+                group=group,
+                source=where,
+                reference=references[group],
+                std=number(std, "std", std_where),
+                meta=(
+                    ("reference", group),
+                    ("type", code),
+                    ("distortion", TYPES[code - 1]),
+                    ("level", level),
+                ),
             )
         )
-    return PublicDataset(
-        CARD,
-        path,
-        entries,
-        files_digest(f"{NAME}/{VERSION}", [score_file, std_file]),
-        store=store,
-        selection=selection_options,
-    )
+    return Scores(entries, [score_file, std_file])
+
+
+SPEC = DatasetSpec(
+    card=CARD, layout=LAYOUT, reader=read, counts=Counts(images=3000, references=25, per_reference=120)
+)

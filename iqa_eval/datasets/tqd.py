@@ -13,21 +13,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from iqa_eval.datasets.base import DatasetCard, DatasetError
-from iqa_eval.datasets.public import (
-    DatasetRoot,
-    Entry,
-    PublicDataset,
-    SelectionOptions,
-    Unique,
-    csv_rows,
-    files_digest,
-    number,
-)
-from iqa_eval.images import ImageStore
+from iqa_eval.datasets.base import Counts, DatasetCard, DatasetError, DatasetSpec, Entry, Root, Scores
+from iqa_eval.datasets.public import Unique, csv_rows, number
 
 NAME = "tqd"
-VERSION = "1"
 SCORE_FILE = "TQD_mos.txt"
 COLUMNS = ("reference", "image", "score")
 LAYOUT = f"{SCORE_FILE} (reference<TAB>image<TAB>score per line) and images/ (<texture>-0.png references)"
@@ -50,10 +39,7 @@ CARD = DatasetCard(
 )
 
 
-def load_tqd(
-    path: Path, *, store: ImageStore | None = None, selection_options: SelectionOptions | None = None
-) -> PublicDataset:
-    root = DatasetRoot(path, NAME, LAYOUT)
+def read(root: Root) -> Scores:
     score_file = root.score_file(SCORE_FILE)
     seen = Unique("image")
     references: dict[str, Path] = {}
@@ -74,22 +60,20 @@ def load_tqd(
             references[texture] = root.file(fields["reference"], where, "reference")
         entries.append(
             Entry(
-                "fr",
-                "texture",
-                f"{texture}-{image_match.group(2)}",
-                root.file(fields["image"], where),
-                number(fields["score"], "score", where),
-                texture,
-                where,
-                references[texture],
+                setting="fr",
+                attribute="texture",
+                key=f"{texture}-{image_match.group(2)}",
+                image=root.file(fields["image"], where),
+                score=number(fields["score"], "score", where),
+                group=texture,
+                source=where,
+                reference=references[texture],
                 meta=(("texture", texture), ("version", int(image_match.group(2)))),
             )
         )
-    return PublicDataset(
-        CARD,
-        path,
-        entries,
-        files_digest(f"{NAME}/{VERSION}", [score_file]),
-        store=store,
-        selection=selection_options,
-    )
+    return Scores(entries, [score_file])
+
+
+SPEC = DatasetSpec(
+    card=CARD, layout=LAYOUT, reader=read, counts=Counts(images=150, references=10, per_reference=15)
+)

@@ -62,6 +62,10 @@ class PermanentModelError(Exception):
         self.detail = detail
 
 
+class ModelSpecError(ValueError):
+    """A model spec that names no known kind of model, or a model that cannot be set up from it."""
+
+
 class UnreachableError(PermanentModelError):
     """Every endpoint of a model failed again and again without answering (refused, unresolved,
     timing out, 5xx): waiting out the retries of every query would only delay the verdict."""

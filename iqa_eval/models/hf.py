@@ -31,8 +31,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from iqa_eval.images import ImageStore
-from iqa_eval.models.base import Capabilities, ModelClient, ModelOptions, PermanentModelError
-from iqa_eval.models.registry import ModelSpecError
+from iqa_eval.models.base import (
+    Capabilities,
+    ModelClient,
+    ModelOptions,
+    ModelSpecError,
+    PermanentModelError,
+)
 from iqa_eval.types import Answer, Query, Usage
 
 __all__ = [

@@ -46,7 +46,6 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 
-from iqa_eval import __version__
 from iqa_eval.images import ImageStore
 from iqa_eval.models.base import (
     Capabilities,
@@ -59,6 +58,7 @@ from iqa_eval.models.base import (
 )
 from iqa_eval.pricing import PriceTable
 from iqa_eval.types import Answer, Query, Usage
+from iqa_eval.version import __version__
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 LOCAL_KEY = "not-needed"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from iqa_eval.images import ImageStore
 from iqa_eval.models.base import ModelClient, ModelOptions
+from iqa_eval.models.base import ModelSpecError as ModelSpecError
 from iqa_eval.pricing import PriceTable
 
 SPEC_FORMS = (
@@ -21,17 +22,13 @@ SPEC_FORMS = (
 )
 
 
-class ModelSpecError(ValueError):
-    """A model spec that names no known kind of model."""
-
-
 def make_client(
     spec: str, store: ImageStore, options: ModelOptions | None = None, prices: PriceTable | None = None
 ) -> ModelClient:
     kind = spec.partition(":")[0]
     try:
         if kind == "expert":
-            from iqa_eval.experts.panel import make_expert
+            from iqa_eval.models.expert import make_expert
 
             return make_expert(spec, store)
         if kind == "openai":

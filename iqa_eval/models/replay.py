@@ -1,7 +1,7 @@
 """``replay:<file>``: answers recorded by an earlier run, served again without the model.
 
 A replay file is JSON Lines, one ``{"model": <identity>, "key": <query key>, "text": ...}`` per
-answer, as :func:`export_replay` writes it from a response cache; the identity is the key the
+answer, as :func:`iqa_eval.cache.export_replay` writes it from a response cache; the identity is the key the
 cache filed the answer under (the model's fingerprint, refined by what its server said of itself).
 Replaying lets anyone re-derive a run's numbers (new metrics, new gates, a fixed parser) without
 the model, its key or its cost. A query the file does not hold is a ``not_recorded`` failure, never a guess.
@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
-from iqa_eval.cache import ResponseCache
 from iqa_eval.models.base import Capabilities, ModelClient
 from iqa_eval.types import Answer, Query
 
@@ -107,27 +104,3 @@ class ReplayModel(ModelClient):
                 detail=f"{self.path} has no answer of {self.recorded_fingerprint} to query {query.key[:16]}",
             )
         return Answer(text)
-
-
-def export_replay(cache: ResponseCache, path: str | Path, model: str | None = None) -> int:
-    """Write the cache's answers (of one identity, or all) as a replay file; returns the count.
-
-    The file is written next to its destination and renamed into place, so a reader never sees
-    half of it.
-    """
-    path = Path(path)
-    rows = list(cache.entries(model))
-    if not rows:
-        which = f" of {model!r}" if model else ""
-        raise ReplayError(f"{cache.path}: the cache holds no answers{which} to export")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for fingerprint, key, text in rows:
-                handle.write(json.dumps({"model": fingerprint, "key": key, "text": text}) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return len(rows)

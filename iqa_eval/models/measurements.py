@@ -15,7 +15,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from iqa_eval.cache import open_database
+from iqa_eval.sqlite import open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS measurements (
