@@ -241,3 +241,51 @@ def test_a_run_fails_a_cell_that_regressed_against_the_blessed_baseline(suite_di
 def test_an_unreadable_baseline_is_one_clear_error(suite_dir, shared_cache):
     result = suite_dir.runpytest(f"--iqa-cache={shared_cache}", "--iqa-baseline=nope.json", "--collect-only")
     assert result.ret != 0 and "nope.json: baseline not found" in result.stderr.str()
+
+
+# ------------------------------------------------------------------ rates (metamorphic cells)
+
+
+def _rate_cell(value, n):
+    metric = {"value": value, "ci": [None, None], "n": n, "aggregation": "rate", "note": ""}
+    return make_cell(primary_metric="invariance", subset="metamorphic", metrics={"invariance": metric})
+
+
+def test_a_collapsed_invariance_rate_regresses():
+    """The drop that used to pass unnoticed: an MS permutation invariance of 1.000 -> 0.167."""
+    result = compare_cells(_rate_cell(2 / 12, 12), _rate_cell(1.0, 12), tolerance=0.02, seed=0)
+    assert result.status == "compared" and result.unit == "cases" and result.regressed
+    assert result.delta == pytest.approx(2 / 12 - 1.0) and result.p_value < 0.001
+    assert result.ci[1] < -0.02
+
+
+def test_equal_rates_do_not_regress_and_tiny_samples_are_not_proof():
+    assert not compare_cells(_rate_cell(0.9, 30), _rate_cell(0.9, 30), tolerance=0.02, seed=0).regressed
+    assert not compare_cells(_rate_cell(0.5, 2), _rate_cell(1.0, 2), tolerance=0.02, seed=0).regressed
+
+
+def test_the_rate_interval_is_newcombes_hybrid_score_interval():
+    """Newcombe (1998), Table II, example (a): 56/70 against 48/80 gives [0.0524, 0.3339]."""
+    from iqa_eval.baseline import _newcombe
+
+    low, high = _newcombe(56, 70, 48, 80, 1.959964)
+    assert low == pytest.approx(0.0524, abs=1e-4) and high == pytest.approx(0.3339, abs=1e-4)
+
+
+def test_rate_regressions_are_false_alarms_at_most_at_the_nominal_rate():
+    """Same true rate in both runs: the one-sided test may cry regression in ~2.5% of runs."""
+    rng = np.random.default_rng(11)
+    alarms = 0
+    runs = 4000
+    for _ in range(runs):
+        n = 24
+        p = rng.choice([0.7, 0.85, 0.95])
+        now, base = rng.binomial(n, p) / n, rng.binomial(n, p) / n
+        alarms += compare_cells(_rate_cell(now, n), _rate_cell(base, n), tolerance=0.0, seed=0).regressed
+    assert alarms / runs < 0.035
+
+
+def test_the_rate_p_value_and_the_interval_make_the_same_decision():
+    for k_now in range(0, 25):
+        result = compare_cells(_rate_cell(k_now / 24, 24), _rate_cell(22 / 24, 24), tolerance=0.02, seed=0)
+        assert result.regressed == (result.p_value < 0.025)

@@ -52,3 +52,39 @@ def test_concurrent_processes_lose_nothing(tmp_path):
     cache = ResponseCache(tmp_path)
     assert cache.count() == 3 * 300 + 300
     assert cache.integrity_ok()
+
+
+def test_a_cache_from_before_identities_is_kept_aside_and_never_replayed(tmp_path):
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "responses.sqlite3")
+    old.execute(
+        "CREATE TABLE answers (model TEXT NOT NULL, key TEXT NOT NULL, text TEXT NOT NULL, "
+        "prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, latency_s REAL NOT NULL, "
+        "cost_usd REAL NOT NULL, created REAL NOT NULL, PRIMARY KEY (model, key)) WITHOUT ROWID"
+    )
+    old.execute("INSERT INTO answers VALUES ('openai:m', 'k1', 'Score: 9', 1, 1, 0.1, 0.0, 0.0)")
+    old.commit()
+    old.close()
+    cache = ResponseCache(tmp_path)
+    assert cache.get_many("openai:m", ["k1"]) == {} and cache.count() == 0
+    assert cache.unidentified() == 1
+    assert ResponseCache(tmp_path).unidentified() == 1  # opening again migrates nothing twice
+    assert cache.clear() == 1 and cache.unidentified() == 0
+
+
+def test_identities_are_listed_with_their_answers(tmp_path):
+    from iqa_eval.models.base import ModelIdentity
+
+    cache = ResponseCache(tmp_path)
+    v1 = ModelIdentity.of("openai:m", "openai:m", {"model": "m", "system_fingerprint": "fp_1"})
+    v2 = ModelIdentity.of("openai:m", "openai:m", {"model": "m", "system_fingerprint": "fp_2"})
+    for identity, n in ((v1, 3), (v2, 1)):
+        cache.remember(identity)
+        for i in range(n):
+            cache.put(identity.key, f"k{i}", Answer("Score: 1"))
+    held = {h.key: h for h in cache.identities()}
+    assert held[v1.key].answers == 3 and held[v2.key].answers == 1
+    assert held[v1.key].describe() == "openai:m (model=m, system_fingerprint=fp_1)"
+    (older,) = cache.superseded(v2, ["k0", "k2"])
+    assert older.key == v1.key and older.answers == 2

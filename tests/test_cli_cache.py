@@ -25,3 +25,15 @@ def test_stats_count_answers_and_measurements_and_clear_removes_both(tmp_path, c
     out = capsys.readouterr().out
     assert "removed 2 answers" in out and "removed 1 expert measurements" in out
     assert answers.count() == 0 and measurements.count() == 0
+
+
+def test_stats_list_the_identities_the_cache_holds(tmp_path, capsys):
+    from iqa_eval.models.base import ModelIdentity
+
+    cache = ResponseCache(tmp_path)
+    identity = ModelIdentity.of("openai:m@r7", "openai:m@r7", {"model": "m-2024"})
+    cache.remember(identity)
+    cache.put(identity.key, "k", Answer("Score: 1"))
+    assert main(["cache", "stats", "--cache", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"1 answers of {identity.key}: openai:m@r7 (model=m-2024)" in out

@@ -87,3 +87,29 @@ def test_trend_command_writes_beside_the_history_and_explains_a_missing_one(tmp_
     append_history(tmp_path, _run("2026-01-01T00:00:00+00:00", 0.9))
     assert main(["trend", f"--report-dir={tmp_path}", "-o", str(tmp_path / "t.html")]) == 0
     assert (tmp_path / "t.html").read_text().startswith("<!doctype html>")
+
+
+def test_trend_and_compare_leave_partial_runs_out_unless_asked(tmp_path, capsys):
+    whole = _run("2026-01-01T00:00:00+00:00", 0.9)
+    cut = _run("2026-01-02T00:00:00+00:00", 0.1, partial=True)
+    assert "0.100" not in render_trend([history_line(whole), history_line(cut)])
+    assert "0.100" in render_trend([history_line(whole), history_line(cut)], include_partial=True)
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(whole))
+    b.write_text(json.dumps(cut))
+    assert main(["compare", str(a), str(b)]) == 2
+    assert "cut short" in capsys.readouterr().err
+    assert main(["compare", str(a), str(b), "--include-partial"]) == 0
+
+
+def test_trend_labels_each_point_with_the_model_identity_that_answered():
+    from iqa_eval.report.trend import _label
+
+    run = {
+        "started": "2026-03-04T05:06:07+00:00",
+        "git_commit": "abcdef0123",
+        "models": [{"spec": "openai:m@r7", "fingerprint": "openai:m@r7",
+                    "identity": {"key": "openai:m@r7#0123456789abcdef", "fingerprint": "openai:m@r7",
+                                 "served": {"model": "m"}}}],
+    }  # fmt: skip
+    assert _label(run, "openai:m@r7") == "03-04 05:06 r7 #01234567 abcdef0"
