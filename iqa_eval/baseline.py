@@ -31,17 +31,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from scipy.optimize import brentq
-from scipy.stats import norm, rankdata
+from scipy.stats import norm
 from scipy.stats import t as t_dist
 
-from iqa_eval.metrics import correlation, fit_logistic, krcc, logistic4, pearson, plcc
+from iqa_eval.metrics import KERNELS, group_codes
 
 FloatArray = npt.NDArray[np.float64]
 
 DEFAULT_TOLERANCE = 0.02
 LEVEL = 0.95
 N_RESAMPLES = 1000
-COMPARABLE = ("srcc", "krcc", "plcc")
 RATES = ("invariance",)
 """Primary metrics that are rates over cases: compared as proportions, not from predictions."""
 # Truth values of one item in two runs that differ by more than this mean the dataset changed.
@@ -129,68 +128,14 @@ def index_cells(cells: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, An
 
 
 def _group_values(name: str, x: FloatArray, y: FloatArray, labels: npt.NDArray[np.str_]) -> FloatArray:
-    """The metric inside each group (nan where a group carries no information), in label order.
-
-    This follows the cell's own local mean: PLCC maps predictions through one logistic fitted
-    on all items before correlating inside groups, and a constant prediction counts as 0.
-    """
-    if name == "srcc":
-        return _group_srcc(x, y, np.unique(labels, return_inverse=True)[1])
-    if name == "plcc":
-        params = fit_logistic(x, y)
-        x = logistic4(x, *params) if params is not None else x
-    out = []
-    for label in np.unique(labels):
-        member = labels == label
-        xg, yg = x[member], y[member]
-        if name == "plcc":
-            informative = xg.size >= 2 and np.ptp(yg) > 0
-            value = (pearson(xg, yg) if np.ptp(xg) > 0 else 0.0) if informative else math.nan
-        else:
-            value = correlation(name, xg, yg, [str(label)] * xg.size)[0]
-        out.append(value)
-    return np.asarray(out, dtype=np.float64)
+    """The metric inside each group (nan where a group carries no information), in label order:
+    the very values whose mean the cell reported."""
+    return KERNELS[name].groups(x, y, group_codes(labels, x.size))[0]
 
 
-def _group_srcc(x: FloatArray, y: FloatArray, codes: npt.NDArray[np.intp]) -> FloatArray:
-    """Spearman inside every group at once, the same numbers the per-group loop gives.
-
-    A rank inside a group is a global rank of (group, global rank) minus the items of the
-    groups before it; ties stay ties because equal values share their global rank. One call
-    per cell instead of one per group keeps a baseline check of a whole run cheap.
-    """
-    counts = np.bincount(codes).astype(np.float64)
-    before = np.cumsum(counts) - counts
-
-    def ranks(v: FloatArray) -> FloatArray:
-        combined = codes * (v.size + 1.0) + np.asarray(rankdata(v), dtype=np.float64)
-        r = np.asarray(rankdata(combined), dtype=np.float64) - before[codes]
-        return r - (np.bincount(codes, weights=r) / counts)[codes]
-
-    rx, ry = ranks(x), ranks(y)
-    sxx, syy = np.bincount(codes, weights=rx * rx), np.bincount(codes, weights=ry * ry)
-    sxy = np.bincount(codes, weights=rx * ry)
-    informative = (counts >= 2) & (syy > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.clip(sxy / np.sqrt(sxx * syy), -1.0, 1.0)
-    return np.where(informative, np.where(sxx > 0, r, 0.0), np.nan)
-
-
-def _spearman_rows(x: FloatArray, y: FloatArray) -> FloatArray:
-    rx = np.asarray(rankdata(x, axis=1), dtype=np.float64)
-    ry = np.asarray(rankdata(y, axis=1), dtype=np.float64)
-    rx -= rx.mean(axis=1, keepdims=True)
-    ry -= ry.mean(axis=1, keepdims=True)
-    den = np.sqrt(np.sum(rx * rx, axis=1) * np.sum(ry * ry, axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, np.sum(rx * ry, axis=1) / np.where(den > 0, den, 1.0), np.nan)
-
-
-def _global_rows(name: str, x: FloatArray, y: FloatArray) -> FloatArray:
-    if name == "srcc":
-        return _spearman_rows(x, y)
-    single = krcc if name == "krcc" else (lambda a, b: plcc(a, b)[0])
-    return np.array([single(xr, yr) for xr, yr in zip(x, y, strict=True)], dtype=np.float64)
+def _point(name: str, x: FloatArray, y: FloatArray) -> float:
+    """The metric on all shared items, as a cell computes its global value."""
+    return KERNELS[name].point(x, y)[0]
 
 
 @dataclass(frozen=True)
@@ -212,8 +157,8 @@ def paired_bootstrap(
     n_resamples: int = N_RESAMPLES,
 ) -> Comparison:
     """The difference now - baseline of a correlation metric, its interval and its p-value."""
-    if name not in COMPARABLE:
-        raise ValueError(f"cannot recompute metric {name!r} from predictions; comparable: {COMPARABLE}")
+    if name not in KERNELS:
+        raise ValueError(f"cannot recompute metric {name!r} from predictions; comparable: {tuple(KERNELS)}")
     rng = np.random.default_rng(seed)
     y, a, b = sample.truth, sample.now, sample.base
     if sample.groups is not None:
@@ -228,12 +173,12 @@ def paired_bootstrap(
         samples = diffs[rng.integers(0, n, size=(n_resamples, n))].mean(axis=1)
     else:
         unit, n = "items", int(y.size)
-        now_value = float(_global_rows(name, a[None, :], y[None, :])[0])
-        base_value = float(_global_rows(name, b[None, :], y[None, :])[0])
+        now_value, base_value = _point(name, a, y), _point(name, b, y)
         if n < 3 or not (math.isfinite(now_value) and math.isfinite(base_value)):
             return _untestable(name, tolerance, n, unit, "the metric is undefined on the shared items")
         idx = rng.integers(0, n, size=(n_resamples, n))
-        samples = _global_rows(name, a[idx], y[idx]) - _global_rows(name, b[idx], y[idx])
+        rows = KERNELS[name].rows
+        samples = rows(a[idx], y[idx]) - rows(b[idx], y[idx])
     defined = samples[np.isfinite(samples)]
     if defined.size == 0:
         return _untestable(name, tolerance, n, unit, "the metric is undefined on every resample")
@@ -397,7 +342,7 @@ def compare_cells(
     if name in RATES:
         now_metric, base_metric = now["metrics"].get(name) or {}, base["metrics"].get(name) or {}
         return compare_rates(name, now_metric, base_metric, tolerance=tolerance)
-    if name not in COMPARABLE:
+    if name not in KERNELS:
         return _untestable(
             name,
             tolerance,

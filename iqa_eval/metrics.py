@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,9 +25,15 @@ from scipy.stats import rankdata
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+Codes = npt.NDArray[np.intp]
 RowStatistic = Callable[[FloatArray, FloatArray], FloatArray]
+"""A correlation on every row of a batch (one row per resample); nan where undefined."""
+GroupStatistic = Callable[[FloatArray, FloatArray, Codes], tuple[FloatArray, str]]
+"""A correlation inside every group (codes 0..g-1), nan where a group carries no information,
+with the note that says how groups were counted."""
+PointStatistic = Callable[[FloatArray, FloatArray], tuple[float, str]]
+"""A correlation on well-posed data, with the note a report must carry with it."""
 
-METRICS = ("srcc", "krcc", "plcc")
 FIT_FAILED = "logistic fit failed; PLCC on raw values"
 # Upper bound on resampled values held in memory at once (rows x items).
 _CHUNK_ELEMENTS = 2_000_000
@@ -260,44 +265,46 @@ def plcc(pred: npt.ArrayLike, truth: npt.ArrayLike) -> tuple[float, bool]:
     return pearson(logistic4(x, *params), y), True
 
 
-# --------------------------------------------------------------- aggregation
+# ------------------------------------------------------------------ per group
 
 
-def _check_name(name: str) -> None:
-    if name not in METRICS:
-        raise ValueError(f"unknown metric {name!r}; expected one of {METRICS}")
+def _group_spearman(x: FloatArray, y: FloatArray, codes: Codes) -> FloatArray:
+    """Spearman inside every group at once, the same numbers a loop over groups gives.
 
-
-def _metric_value(name: str, x: FloatArray, y: FloatArray) -> tuple[float, bool]:
-    """The metric on well-posed data, and whether PLCC had to fall back to raw values."""
-    if name == "plcc":
-        value, fitted = plcc(x, y)
-        return value, not fitted
-    return (srcc(x, y) if name == "srcc" else krcc(x, y)), False
-
-
-def _global(name: str, x: FloatArray, y: FloatArray) -> tuple[float, int, str]:
-    reason = _undefined_reason(x, y)
-    if reason:
-        return math.nan, x.size, reason
-    value, fell_back = _metric_value(name, x, y)
-    return value, x.size, FIT_FAILED if fell_back else ""
-
-
-def _group_value(name: str, x: FloatArray, y: FloatArray) -> tuple[float | None, str]:
-    """One group's contribution and its kind, for the note ("" for an ordinary group).
-
-    PLCC here is plain Pearson: the caller has already mapped x through one logistic
-    fitted on all items, because four parameters fitted to the handful of items of one
-    group would nearly interpolate them and report an inflated, unstable PLCC.
+    A rank inside a group is a global rank of (group, global rank) minus the items of the
+    groups before it; ties stay ties because equal values share their global rank. Ranks and
+    their group means are multiples of 1/2, so every product and sum is exact and the order of
+    summation cannot change a bit. One call per cell instead of one per group keeps a baseline
+    check of a whole run cheap. A group with constant prediction counts as 0.
     """
-    if x.size < 2 or _is_constant(y):
-        return None, "uninformative"
-    if _is_constant(x):
-        return 0.0, "constant prediction"
-    if name == "plcc":
-        return pearson(x, y), ""
-    return _metric_value(name, x, y)[0], ""
+    counts = np.bincount(codes).astype(np.float64)
+    before = np.cumsum(counts) - counts
+
+    def ranks(v: FloatArray) -> FloatArray:
+        combined = codes * (v.size + 1.0) + np.asarray(rankdata(v), dtype=np.float64)
+        r = np.asarray(rankdata(combined), dtype=np.float64) - before[codes]
+        return np.asarray(r - (np.bincount(codes, weights=r) / counts)[codes], dtype=np.float64)
+
+    rx, ry = ranks(x), ranks(y)
+    sxx, syy = np.bincount(codes, weights=rx * rx), np.bincount(codes, weights=ry * ry)
+    sxy = np.bincount(codes, weights=rx * ry)
+    informative = (counts >= 2) & (syy > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.clip(sxy / np.sqrt(sxx * syy), -1.0, 1.0)
+    return np.asarray(np.where(informative, np.where(sxx > 0, r, 0.0), np.nan), dtype=np.float64)
+
+
+def _each_group(kernel: RowStatistic, x: FloatArray, y: FloatArray, codes: Codes) -> FloatArray:
+    """``kernel`` inside each group, one group at a time, with the conventions of
+    ``_group_spearman``: nan for fewer than 2 items or constant truth, 0 for constant prediction."""
+    out = np.full(int(codes.max()) + 1 if codes.size else 0, np.nan)
+    for code in range(out.size):
+        member = codes == code
+        xg, yg = x[member], y[member]
+        if xg.size < 2 or _is_constant(yg):
+            continue
+        out[code] = 0.0 if _is_constant(xg) else float(kernel(xg[None, :], yg[None, :])[0])
+    return out
 
 
 _GROUP_NOTES = {
@@ -308,25 +315,110 @@ _GROUP_NOTES = {
 }
 
 
-def _group_values(name: str, x: FloatArray, y: FloatArray, groups: Sequence[str]) -> tuple[FloatArray, str]:
-    """Per-group metric values, computed once so that a bootstrap only resamples them."""
+def _group_note(values: FloatArray, x: FloatArray, codes: Codes, fit: str = "") -> str:
+    """What the reader of a local mean must know: groups left out, groups counted as 0, the fit."""
+    lowest = np.full(values.size, np.inf)
+    highest = np.full(values.size, -np.inf)
+    np.minimum.at(lowest, codes, x)
+    np.maximum.at(highest, codes, x)
+    informative = np.isfinite(values)
+    kinds = {
+        "uninformative": int(np.sum(~informative)),
+        "constant prediction": int(np.sum(informative & (lowest == highest))),
+        fit: 1,
+    }
+    return "; ".join(text.format(kinds[k]) for k, text in _GROUP_NOTES.items() if kinds.get(k))
+
+
+def _rank_groups(kernel: RowStatistic, vectorised: bool) -> GroupStatistic:
+    def groups(x: FloatArray, y: FloatArray, codes: Codes) -> tuple[FloatArray, str]:
+        values = _group_spearman(x, y, codes) if vectorised else _each_group(kernel, x, y, codes)
+        return values, _group_note(values, x, codes)
+
+    return groups
+
+
+def _plcc_groups(x: FloatArray, y: FloatArray, codes: Codes) -> tuple[FloatArray, str]:
+    """PLCC inside groups is Pearson after one logistic fitted on all items, because four
+    parameters fitted to the handful of items of one group would nearly interpolate them and
+    report an inflated, unstable PLCC."""
+    params = fit_logistic(x, y)
+    mapped = logistic4(x, *params) if params is not None else x
+    values = _each_group(_pearson_rows, mapped, y, codes)
+    return values, _group_note(values, mapped, codes, "pooled fit" if params is not None else "fit failed")
+
+
+def _plcc_rows(x: FloatArray, y: FloatArray) -> FloatArray:
+    """PLCC refits the logistic on every resample: the fit is part of the estimator, and
+    reusing the full-data fit would understate the interval."""
+    return np.array([plcc(xr, yr)[0] for xr, yr in zip(x, y, strict=True)])
+
+
+def _rank_point(kernel: RowStatistic) -> PointStatistic:
+    return lambda x, y: (float(kernel(x[None, :], y[None, :])[0]), "")
+
+
+def _plcc_point(x: FloatArray, y: FloatArray) -> tuple[float, str]:
+    value, fitted = plcc(x, y)
+    return value, "" if fitted else FIT_FAILED
+
+
+# ---------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One correlation, in the three shapes its users need, all giving the same numbers.
+
+    ``point`` is the value a cell reports on all its items (with a note), ``rows`` the value on
+    every resample of a bootstrap, ``groups`` the values inside groups that a local mean
+    averages. The protocols' aggregation (through ``correlation`` and ``estimate_correlation``)
+    and the baseline's paired bootstrap both compute from this table, so the number a
+    regression check recomputes is the number the gate judged.
+    """
+
+    point: PointStatistic
+    rows: RowStatistic
+    groups: GroupStatistic
+
+
+KERNELS: Mapping[str, Kernel] = {
+    "srcc": Kernel(_rank_point(_spearman_rows), _spearman_rows, _rank_groups(_spearman_rows, True)),
+    "krcc": Kernel(_rank_point(_kendall_rows), _kendall_rows, _rank_groups(_kendall_rows, False)),
+    "plcc": Kernel(_plcc_point, _plcc_rows, _plcc_groups),
+}
+METRICS = tuple(KERNELS)
+
+
+# --------------------------------------------------------------- aggregation
+
+
+def _check_name(name: str) -> None:
+    if name not in KERNELS:
+        raise ValueError(f"unknown metric {name!r}; expected one of {METRICS}")
+
+
+def _global(name: str, x: FloatArray, y: FloatArray) -> tuple[float, int, str]:
+    reason = _undefined_reason(x, y)
+    if reason:
+        return math.nan, x.size, reason
+    value, note = KERNELS[name].point(x, y)
+    return value, x.size, note
+
+
+def group_codes(groups: Sequence[str] | npt.ArrayLike, n_items: int) -> Codes:
+    """Each item's group as a code 0..g-1, in the sorted order of the labels."""
     labels = np.asarray(groups)
-    if labels.shape != x.shape:
-        raise ValueError(f"groups has {labels.size} labels but there are {x.size} items")
-    values: list[float] = []
-    kinds: Counter[str] = Counter()
-    if name == "plcc":
-        params = fit_logistic(x, y)
-        kinds["pooled fit" if params is not None else "fit failed"] += 1
-        x = logistic4(x, *params) if params is not None else x
-    for label in np.unique(labels):
-        member = labels == label
-        value, kind = _group_value(name, x[member], y[member])
-        kinds[kind] += 1
-        if value is not None:
-            values.append(value)
-    note = "; ".join(text.format(kinds[k]) for k, text in _GROUP_NOTES.items() if kinds[k])
-    return np.asarray(values, dtype=np.float64), note
+    if labels.shape != (n_items,):
+        raise ValueError(f"groups has {labels.size} labels but there are {n_items} items")
+    return np.asarray(np.unique(labels, return_inverse=True)[1], dtype=np.intp).ravel()
+
+
+def _group_values(name: str, x: FloatArray, y: FloatArray, groups: Sequence[str]) -> tuple[FloatArray, str]:
+    """Per-group metric values of the informative groups, computed once so that a bootstrap
+    only resamples them."""
+    values, note = KERNELS[name].groups(x, y, group_codes(groups, x.size))
+    return values[np.isfinite(values)], note
 
 
 def _local_mean(
@@ -390,19 +482,10 @@ def _resampled_means(values: FloatArray, rng: np.random.Generator, n_resamples: 
     return np.concatenate(parts)
 
 
-_ROW_KERNELS: dict[str, RowStatistic] = {"srcc": _spearman_rows, "krcc": _kendall_rows}
-
-
-def _plcc_rows(x: FloatArray, y: FloatArray) -> FloatArray:
-    """PLCC refits the logistic on every resample: the fit is part of the estimator, and
-    reusing the full-data fit would understate the interval."""
-    return np.array([plcc(xr, yr)[0] for xr, yr in zip(x, y, strict=True)])
-
-
 def _resampled_correlations(
     name: str, x: FloatArray, y: FloatArray, rng: np.random.Generator, n_resamples: int
 ) -> FloatArray:
-    kernel = _ROW_KERNELS.get(name, _plcc_rows)
+    kernel = KERNELS[name].rows
     n, step = x.size, _chunk_rows(x.size)
     parts = []
     for done in range(0, n_resamples, step):

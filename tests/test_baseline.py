@@ -21,7 +21,8 @@ from iqa_eval.baseline import (
 from iqa_eval.cli import main
 from iqa_eval.gates import GateError, GateProfile
 from iqa_eval.metrics import correlation
-from iqa_eval.types import CellSpec
+from iqa_eval.protocols import ss
+from iqa_eval.types import CellSpec, Decoding, Item, Judgement, Stimulus
 
 GROUPS, PER_GROUP = 16, 5  # the shape of a built-in FR cell: 16 references x 5 levels
 
@@ -89,6 +90,39 @@ def test_grouped_spearman_equals_the_cells_own_local_mean_per_group(data):
         member = labels == g
         expected.append(correlation("srcc", x[member], y[member], [g] * int(member.sum()))[0])
     np.testing.assert_allclose(_group_values("srcc", x, y, labels), expected, equal_nan=True)
+
+
+@pytest.mark.parametrize("local", [True, False])
+@pytest.mark.parametrize("name", ["srcc", "krcc", "plcc"])
+def test_the_baseline_recomputes_the_very_value_the_cell_reported(name, local):
+    """A cell compared with itself: the baseline's value of it is the cell's own, to the bit.
+
+    The ratings are coarse (ties), one group has constant truth and one constant prediction, so
+    every convention of the local mean is on the path."""
+    rng = np.random.default_rng(3)
+    items, judged = [], []
+    for g in range(6):
+        for k in range(5):
+            truth = 1.0 if g == 0 else float(k) + rng.normal(scale=0.3)
+            stimulus = Stimulus(f"g{g}/{k}.png", f"g{g}/{k}", 8, 8)
+            items.append(Item(f"g{g}/{k}", "t", "nr", "structure", stimulus, truth, True, f"g{g}"))
+    plan = ss.plan(items, "nr", "standard", None, Decoding(), local, seed=0)
+    for pq in plan.queries:
+        g, k = (int(part.lstrip("g")) for part in pq.item_ids[0].split("/"))
+        rating = 50.0 if g == 1 else float(np.clip(20 * k + rng.integers(-15, 16), 0, 100))
+        judged.append((pq, Judgement((rating,))))
+    result = ss.aggregate(plan, judged, seed=0, n_resamples=50)
+    cell = make_cell(
+        primary_metric=name,
+        metrics={name: {"value": result.metrics[name].value, "aggregation": result.metrics[name].aggregation}},
+        predictions=[
+            {"item": p.item_id, "truth": p.truth, "predicted": p.predicted, "group": p.group, "image": None}
+            for p in result.predictions
+        ],
+    )
+    comparison = compare_cells(cell, cell, tolerance=0.02, seed=0, n_resamples=50)
+    assert comparison.unit == ("groups" if local else "items")
+    assert comparison.now_value == comparison.baseline_value == result.metrics[name].value
 
 
 def _shifted(cell, **changes):

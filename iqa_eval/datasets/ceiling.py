@@ -18,9 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.stats import rankdata
 
-from iqa_eval.metrics import Estimate
+from iqa_eval.metrics import KERNELS, Estimate
 from iqa_eval.types import Item
 
 DRAWS = 400
@@ -48,7 +47,8 @@ def noise_ceiling(
     for group in sorted(set(labels)):
         member = np.array([label == group for label in labels])
         if member.sum() >= 2 and np.ptp(truth[member]) > 0:
-            per_group.append(_spearman_rows(observed[:, member], truth[member]))
+            rows = observed[:, member]
+            per_group.append(KERNELS["srcc"].rows(rows, np.broadcast_to(truth[member], rows.shape)))
     if not per_group:
         return None
     samples = np.mean(per_group, axis=0)
@@ -61,13 +61,3 @@ def noise_ceiling(
         aggregation="local_mean" if local else "global",
         note=f"{MODEL_NOTE}; {draws} draws",
     )
-
-
-def _spearman_rows(rows: NDArray[np.float64], truth: NDArray[np.float64]) -> NDArray[np.float64]:
-    """SRCC of every row of ``rows`` with ``truth`` (average ranks for ties)."""
-    x = np.asarray(rankdata(rows, axis=1), dtype=np.float64)
-    y = np.asarray(rankdata(truth), dtype=np.float64)
-    x -= x.mean(axis=1, keepdims=True)
-    y -= y.mean()
-    scale = np.sqrt((x * x).sum(axis=1) * (y * y).sum())
-    return np.asarray((x @ y) / np.where(scale == 0, 1.0, scale), dtype=np.float64)
