@@ -26,8 +26,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO)]
 
-from iqa_eval.cache import ResponseCache  # noqa: E402
-from iqa_eval.engine import Engine  # noqa: E402
+from iqa_eval.execution.cache import ResponseCache  # noqa: E402
+from iqa_eval.execution.engine import Engine  # noqa: E402
 from iqa_eval.images import ImageStore  # noqa: E402
 from iqa_eval.models.base import ModelOptions  # noqa: E402
 from iqa_eval.models.openai_api import OpenAIModel  # noqa: E402

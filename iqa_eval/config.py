@@ -14,7 +14,7 @@ from typing import Any
 
 from iqa_eval.datasets.registry import NAMES
 from iqa_eval.models.base import ModelOptions
-from iqa_eval.pricing import PricesError, PriceTable
+from iqa_eval.models.pricing import PricesError, PriceTable
 from iqa_eval.types import Decoding
 
 if sys.version_info >= (3, 11):

@@ -28,7 +28,8 @@ import pytest
 from iqa_eval.baseline import Baseline, BaselineError, compare_cells
 from iqa_eval.config import OPTIONS, ConfigError, RunConfig, build, coerce, read_pyproject
 from iqa_eval.datasets.base import DatasetError
-from iqa_eval.engine import Unidentified
+from iqa_eval.execution.engine import Unidentified
+from iqa_eval.execution.usage import combine_usage
 from iqa_eval.gates import MARKERS, GateError, cell_markers, judge
 from iqa_eval.images import ImageError
 from iqa_eval.metamorphic import Case
@@ -43,7 +44,6 @@ from iqa_eval.report.writer import build_report, remove_partial, write_reports
 from iqa_eval.selection import SelectionError
 from iqa_eval.suite import Suite, Unsupported
 from iqa_eval.types import CellResult, CellSpec, Item
-from iqa_eval.usage import combine_usage
 
 SUITE = pytest.StashKey[Suite]()
 BASELINE = pytest.StashKey[Baseline | None]()

@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from iqa_eval import metamorphic
-from iqa_eval.cache import ResponseCache
 from iqa_eval.cells import PROTOCOL_IMPLS, Planner, evaluate, judge_answer
 from iqa_eval.config import RunConfig
 from iqa_eval.datasets.base import Dataset
@@ -21,7 +20,8 @@ from iqa_eval.datasets.builtin import BuiltinDataset
 from iqa_eval.datasets.ceiling import noise_ceiling
 from iqa_eval.datasets.public import SelectionOptions
 from iqa_eval.datasets.registry import load_dataset
-from iqa_eval.engine import Engine, Unidentified
+from iqa_eval.execution.cache import ResponseCache
+from iqa_eval.execution.engine import Engine, Unidentified
 from iqa_eval.gates import Gate, GateProfile
 from iqa_eval.images import ImageStore
 from iqa_eval.models.base import INFRASTRUCTURE_FAILURES, ModelClient, ModelIdentity

@@ -112,9 +112,10 @@ def test_the_baseline_recomputes_the_very_value_the_cell_reported(name, local):
         rating = 50.0 if g == 1 else float(np.clip(20 * k + rng.integers(-15, 16), 0, 100))
         judged.append((pq, Judgement((rating,))))
     result = ss.aggregate(plan, judged, seed=0, n_resamples=50)
+    metric = result.metrics[name]
     cell = make_cell(
         primary_metric=name,
-        metrics={name: {"value": result.metrics[name].value, "aggregation": result.metrics[name].aggregation}},
+        metrics={name: {"value": metric.value, "aggregation": metric.aggregation}},
         predictions=[
             {"item": p.item_id, "truth": p.truth, "predicted": p.predicted, "group": p.group, "image": None}
             for p in result.predictions

@@ -4,7 +4,7 @@ import multiprocessing
 
 import pytest
 
-from iqa_eval.cache import ResponseCache
+from iqa_eval.execution.cache import ResponseCache
 from iqa_eval.types import Answer, Usage
 
 

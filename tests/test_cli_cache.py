@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from iqa_eval.cache import ResponseCache
 from iqa_eval.cli import main
+from iqa_eval.execution.cache import ResponseCache
 from iqa_eval.models.measurements import MeasurementCache
 from iqa_eval.types import Answer
 

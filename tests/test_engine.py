@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from iqa_eval.cache import ResponseCache
-from iqa_eval.engine import AdaptiveLimit, Engine, RetryPolicy, Unidentified
+from iqa_eval.execution.cache import ResponseCache
+from iqa_eval.execution.engine import AdaptiveLimit, Engine, RetryPolicy, Unidentified
 from iqa_eval.models.base import (
     ModelClient,
     ModelIdentity,

@@ -27,6 +27,8 @@ FLOORS: Mapping[str, int] = {
     "iqa_eval.images": GROUND,
     "iqa_eval.metrics": GROUND,
     "iqa_eval.version": GROUND,
+    # The SQLite setup both the response cache (execution/) and the experts' measurement store
+    # (models/) open their files with: below both, since models/ may not import execution/.
     "iqa_eval.sqlite": GROUND,
     # first floor: what is judged and how it is asked
     "iqa_eval.prompts": FIRST,
@@ -39,12 +41,10 @@ FLOORS: Mapping[str, int] = {
     "iqa_eval.make_aug_kadid": FIRST,  # above datasets/ and sampling: it uses both
     "iqa_eval.protocols": FIRST,
     # second floor: who answers and how queries travel
+    # models/ holds pricing.py too: each API client prices its own answers, so the price table
+    # cannot sit in execution/, which imports models/ (the folders would import each other).
     "iqa_eval.models": SECOND,
     "iqa_eval.execution": SECOND,
-    "iqa_eval.engine": SECOND,  # -> execution/
-    "iqa_eval.cache": SECOND,  # -> execution/
-    "iqa_eval.pricing": SECOND,  # -> execution/
-    "iqa_eval.usage": SECOND,  # -> execution/
     # third floor: cells, gates, reports
     "iqa_eval.evaluation": THIRD,
     "iqa_eval.cells": THIRD,  # -> evaluation/

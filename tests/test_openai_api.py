@@ -30,9 +30,9 @@ from iqa_eval.images import ImageStore
 from iqa_eval.models import openai_api
 from iqa_eval.models.base import ModelOptions, PermanentModelError, TransientModelError
 from iqa_eval.models.openai_api import LOCAL_KEY, OpenAIModel, parse_retry_after
+from iqa_eval.models.pricing import DEFAULT_TABLE, Price, PricesError, PriceTable, cost
 from iqa_eval.models.registry import ModelSpecError, make_client
 from iqa_eval.plugin import EXIT_UNMEASURED
-from iqa_eval.pricing import DEFAULT_TABLE, Price, PricesError, PriceTable, cost
 from iqa_eval.types import Decoding, Query, QueryImage, Usage
 
 KEY = "sk-proj-secretKEY0123456789abcdef"

@@ -29,7 +29,7 @@ from suite_runs import (
     wait_until,
 )
 
-from iqa_eval.cache import ResponseCache
+from iqa_eval.execution.cache import ResponseCache
 from iqa_eval.images import ImageStore
 from iqa_eval.models.base import ModelOptions
 from iqa_eval.models.openai_api import OpenAIModel

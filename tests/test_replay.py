@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from iqa_eval.cache import ResponseCache, export_replay
-from iqa_eval.engine import Engine
+from iqa_eval.execution.cache import ResponseCache, export_replay
+from iqa_eval.execution.engine import Engine
 from iqa_eval.models.registry import ModelSpecError, make_client
 from iqa_eval.models.replay import ReplayError, load_replay
 from iqa_eval.types import Answer, Decoding, Query

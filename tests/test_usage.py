@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iqa_eval.usage import combine_usage
+from iqa_eval.execution.usage import combine_usage
 
 COUNTS = ("queries", "unique", "cached", "sent", "failed", "retries", "rate_limited", "prompt_tokens",
           "completion_tokens")  # fmt: skip

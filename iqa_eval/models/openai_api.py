@@ -56,7 +56,7 @@ from iqa_eval.models.base import (
     TransientModelError,
     UnreachableError,
 )
-from iqa_eval.pricing import PriceTable
+from iqa_eval.models.pricing import PriceTable
 from iqa_eval.types import Answer, Query, Usage
 from iqa_eval.version import __version__
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from iqa_eval.images import ImageStore
 from iqa_eval.models.base import ModelClient, ModelOptions
 from iqa_eval.models.base import ModelSpecError as ModelSpecError
-from iqa_eval.pricing import PriceTable
+from iqa_eval.models.pricing import PriceTable
 
 SPEC_FORMS = (
     "expert",

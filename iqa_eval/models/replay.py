@@ -1,8 +1,9 @@
 """``replay:<file>``: answers recorded by an earlier run, served again without the model.
 
 A replay file is JSON Lines, one ``{"model": <identity>, "key": <query key>, "text": ...}`` per
-answer, as :func:`iqa_eval.cache.export_replay` writes it from a response cache; the identity is the key the
-cache filed the answer under (the model's fingerprint, refined by what its server said of itself).
+answer, as :func:`iqa_eval.execution.cache.export_replay` writes it from a response cache; the
+identity is the key the cache filed the answer under (the model's fingerprint, refined by what its
+server said of itself).
 Replaying lets anyone re-derive a run's numbers (new metrics, new gates, a fixed parser) without
 the model, its key or its cost. A query the file does not hold is a ``not_recorded`` failure, never a guess.
 """

@@ -12,8 +12,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from iqa_eval.execution.usage import combine_usage
 from iqa_eval.report.writer import assemble
-from iqa_eval.usage import combine_usage
 
 
 class MergeError(ValueError):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 from tqdm import tqdm
 
-from iqa_eval.cache import ResponseCache
+from iqa_eval.execution.cache import ResponseCache
 from iqa_eval.models.base import ModelClient, ModelIdentity, PermanentModelError, TransientModelError
 from iqa_eval.types import Answer, Query
 
