@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iqa_eval.config import RunConfig
-from iqa_eval.suite import STAGE1_SUBSET, Suite
+from iqa_eval.evaluation.config import RunConfig
+from iqa_eval.evaluation.suite import STAGE1_SUBSET, Suite
 from iqa_eval.types import Attribute, CellResult, CellSpec, Protocol, Setting, Strategy
 
 

@@ -17,9 +17,9 @@ from typing import Any
 import pandas as pd
 
 from iqa_eval import subsets
-from iqa_eval.baseline import DEFAULT_TOLERANCE
 from iqa_eval.datasets.builtin import BuiltinDataset
 from iqa_eval.datasets.registry import NAMES
+from iqa_eval.evaluation.baseline import DEFAULT_TOLERANCE
 from iqa_eval.execution.cache import ResponseCache, export_replay
 from iqa_eval.models.measurements import MeasurementCache
 from iqa_eval.models.replay import ReplayError

@@ -25,14 +25,15 @@ from typing import Any, Literal, NoReturn, cast
 
 import pytest
 
-from iqa_eval.baseline import Baseline, BaselineError, compare_cells
-from iqa_eval.config import OPTIONS, ConfigError, RunConfig, build, coerce, read_pyproject
 from iqa_eval.datasets.base import DatasetError
+from iqa_eval.evaluation.baseline import Baseline, BaselineError, compare_cells
+from iqa_eval.evaluation.config import OPTIONS, ConfigError, RunConfig, build, coerce, read_pyproject
+from iqa_eval.evaluation.gates import MARKERS, GateError, cell_markers, judge
+from iqa_eval.evaluation.metamorphic import Case
+from iqa_eval.evaluation.suite import Suite, Unsupported
 from iqa_eval.execution.engine import Unidentified
 from iqa_eval.execution.usage import combine_usage
-from iqa_eval.gates import MARKERS, GateError, cell_markers, judge
 from iqa_eval.images import ImageError
-from iqa_eval.metamorphic import Case
 from iqa_eval.models.base import ModelIdentity
 from iqa_eval.models.registry import ModelSpecError
 from iqa_eval.report.history import append_history
@@ -42,7 +43,6 @@ from iqa_eval.report.run_info import now
 from iqa_eval.report.summary import summary_lines
 from iqa_eval.report.writer import build_report, remove_partial, write_reports
 from iqa_eval.selection import SelectionError
-from iqa_eval.suite import Suite, Unsupported
 from iqa_eval.types import CellResult, CellSpec, Item
 
 SUITE = pytest.StashKey[Suite]()

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from iqa_eval.metamorphic import Case
+from iqa_eval.evaluation.metamorphic import Case
 
 CASES = 24
 

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_report_schema import make_cell, make_report, validate_report
 
-from iqa_eval.baseline import (
+from iqa_eval.cli import main
+from iqa_eval.evaluation.baseline import (
     Baseline,
     BaselineError,
     PairedSample,
@@ -18,8 +19,7 @@ from iqa_eval.baseline import (
     compare_cells,
     paired_bootstrap,
 )
-from iqa_eval.cli import main
-from iqa_eval.gates import GateError, GateProfile
+from iqa_eval.evaluation.gates import GateError, GateProfile
 from iqa_eval.metrics import correlation
 from iqa_eval.protocols import ss
 from iqa_eval.types import CellSpec, Decoding, Item, Judgement, Stimulus
@@ -301,7 +301,7 @@ def test_equal_rates_do_not_regress_and_tiny_samples_are_not_proof():
 
 def test_the_rate_interval_is_newcombes_hybrid_score_interval():
     """Newcombe (1998), Table II, example (a): 56/70 against 48/80 gives [0.0524, 0.3339]."""
-    from iqa_eval.baseline import _newcombe
+    from iqa_eval.evaluation.baseline import _newcombe
 
     low, high = _newcombe(56, 70, 48, 80, 1.959964)
     assert low == pytest.approx(0.0524, abs=1e-4) and high == pytest.approx(0.3339, abs=1e-4)

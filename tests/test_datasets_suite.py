@@ -13,11 +13,11 @@ import pytest
 from test_datasets_mini import make_kadid, make_koniq, make_tqd
 from test_report_schema import validate_report
 
-from iqa_eval.config import OPTIONS, ConfigError, parse_data
 from iqa_eval.datasets import registry
 from iqa_eval.datasets.base import DatasetError
 from iqa_eval.datasets.ceiling import noise_ceiling
 from iqa_eval.datasets.registry import NAMES, SPECS, describe, load_dataset, verify
+from iqa_eval.evaluation.config import OPTIONS, ConfigError, parse_data
 from iqa_eval.images import load_rgb
 from iqa_eval.make_aug_kadid import generate_aug_kadid
 from iqa_eval.subsets import cmd_datasets_list, cmd_datasets_verify, cmd_make_aug_kadid

@@ -2,7 +2,7 @@
 
 import pytest
 
-from iqa_eval.gates import Gate, GateError, GateProfile, judge
+from iqa_eval.evaluation.gates import Gate, GateError, GateProfile, judge
 from iqa_eval.types import CellResult, CellSpec, MetricValue
 
 FR_COLOR = CellSpec("openai:gpt-x", "builtin", "fr", "color", "ds", "cot", "uniform")

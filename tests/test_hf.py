@@ -21,7 +21,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForImageTextToText, Blip2Config, PreTrainedTokenizerFast
 
-from iqa_eval.cells import Planner
+from iqa_eval.evaluation.cells import Planner
 from iqa_eval.images import ImageStore
 from iqa_eval.models import hf
 from iqa_eval.models.base import ModelOptions, PermanentModelError

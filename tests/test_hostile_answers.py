@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from suite_runs import SYSTEMS, report
 
-from iqa_eval.cells import EXAMPLE_CHARS
+from iqa_eval.evaluation.cells import EXAMPLE_CHARS
 from iqa_eval.execution.cache import ResponseCache
 from iqa_eval.protocols import ds, ms, ss
 from iqa_eval.protocols.parsing import MAX_ANSWER_CHARS

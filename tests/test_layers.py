@@ -46,16 +46,10 @@ FLOORS: Mapping[str, int] = {
     "iqa_eval.models": SECOND,
     "iqa_eval.execution": SECOND,
     # third floor: cells, gates, reports
+    # evaluation/ holds config.py, the settings of one run: what evaluation's suite is given and
+    # each face builds (the plugin from options and ini, api.evaluate() from its arguments).
     "iqa_eval.evaluation": THIRD,
-    "iqa_eval.cells": THIRD,  # -> evaluation/
-    "iqa_eval.suite": THIRD,  # -> evaluation/
-    "iqa_eval.gates": THIRD,  # -> evaluation/
-    "iqa_eval.baseline": THIRD,  # -> evaluation/
-    "iqa_eval.metamorphic": THIRD,  # -> evaluation/
     "iqa_eval.report": THIRD,
-    # The settings of one run: what evaluation's suite is given and each face builds (the
-    # plugin from options and ini, api.evaluate() from its arguments); it imports no face.
-    "iqa_eval.config": THIRD,
     # the faces
     "iqa_eval": FACES,  # the package's __init__ only: it exports evaluate()
     "iqa_eval.plugin": FACES,

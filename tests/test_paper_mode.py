@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from iqa_eval.config import OPTIONS, ConfigError, RunConfig, build
+from iqa_eval.evaluation.config import OPTIONS, ConfigError, RunConfig, build
+from iqa_eval.evaluation.suite import Suite
 from iqa_eval.models.base import ModelClient
 from iqa_eval.models.expert import make_expert
-from iqa_eval.suite import Suite
 from iqa_eval.types import Answer, CellSpec, Query
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from iqa_eval.evaluation.suite import BEST
 from iqa_eval.scheduling import cell_scope
-from iqa_eval.suite import BEST
 from iqa_eval.types import ATTRIBUTES, PROTOCOLS, SETTINGS, STRATEGIES, CellSpec
 
 # Model specs and dataset names as users write them, slashes and colons included.

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from test_datasets_mini import make_kadid
 
 from iqa_eval import selection, subsets
-from iqa_eval.cells import subset_items
 from iqa_eval.datasets.registry import load_dataset
+from iqa_eval.evaluation.cells import subset_items
 from iqa_eval.selection import (
     HandcraftedFeatures,
     SelectionError,

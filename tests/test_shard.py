@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from test_report_schema import make_cell, make_report, validate_report
 
 from iqa_eval.cli import main
-from iqa_eval.config import ConfigError, parse_shard
+from iqa_eval.evaluation.config import ConfigError, parse_shard
 from iqa_eval.plugin import shard_of
 from iqa_eval.report.merge import MergeError, merge_reports
 from iqa_eval.scheduling import cell_scope

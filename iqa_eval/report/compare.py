@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from iqa_eval.baseline import compare_cells, index_cells
+from iqa_eval.evaluation.baseline import compare_cells, index_cells
 
 
 def compare_reports(

@@ -19,7 +19,7 @@ from typing import Any
 
 import jinja2
 
-from iqa_eval.cells import SUBSETS
+from iqa_eval.evaluation.cells import SUBSETS
 from iqa_eval.report.files import atomic_write
 from iqa_eval.report.plots import ScatterPlotter, thumbnail
 from iqa_eval.types import ATTRIBUTES, PROTOCOLS, SETTINGS, STRATEGIES

@@ -12,17 +12,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-from iqa_eval import metamorphic
-from iqa_eval.cells import PROTOCOL_IMPLS, Planner, evaluate, judge_answer
-from iqa_eval.config import RunConfig
 from iqa_eval.datasets.base import Dataset
 from iqa_eval.datasets.builtin import BuiltinDataset
 from iqa_eval.datasets.ceiling import noise_ceiling
 from iqa_eval.datasets.public import SelectionOptions
 from iqa_eval.datasets.registry import load_dataset
+from iqa_eval.evaluation import metamorphic
+from iqa_eval.evaluation.cells import PROTOCOL_IMPLS, Planner, evaluate, judge_answer
+from iqa_eval.evaluation.config import RunConfig
+from iqa_eval.evaluation.gates import Gate, GateProfile
 from iqa_eval.execution.cache import ResponseCache
 from iqa_eval.execution.engine import Engine, Unidentified
-from iqa_eval.gates import Gate, GateProfile
 from iqa_eval.images import ImageStore
 from iqa_eval.models.base import INFRASTRUCTURE_FAILURES, ModelClient, ModelIdentity
 from iqa_eval.models.registry import make_client

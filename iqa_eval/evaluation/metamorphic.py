@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from iqa_eval.cells import judge_answer
+from iqa_eval.evaluation.cells import judge_answer
 from iqa_eval.metrics import estimate_rate
 from iqa_eval.protocols.base import build_query, metric_value
 from iqa_eval.types import Answer, CellResult, CellSpec, Decoding, Item, Judgement, Query

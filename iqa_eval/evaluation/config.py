@@ -3,6 +3,11 @@
 The command line wins over ``[tool.iqa_eval]``, which wins over the ini file, which wins over
 the defaults, so a CI job can pin a profile in pyproject.toml and a developer can still override
 one option for a single run.
+
+This module lives in evaluation/, not beside the plugin's options: a ``RunConfig`` is what the
+evaluation's ``Suite`` is given, and more than one face builds one (the plugin from its options
+and ini, ``iqa_eval.evaluate()`` from its arguments). Under plugin/ the suite would import a
+face, against the floors; here the faces import it, as they import the suite.
 """
 
 from __future__ import annotations
