@@ -16,7 +16,6 @@ from typing import Any
 
 import pandas as pd
 
-from iqa_eval import subsets
 from iqa_eval.datasets.builtin import BuiltinDataset
 from iqa_eval.datasets.registry import NAMES
 from iqa_eval.evaluation.baseline import DEFAULT_TOLERANCE
@@ -29,6 +28,7 @@ from iqa_eval.report.html import write_html
 from iqa_eval.report.merge import MergeError, merge_reports
 from iqa_eval.report.trend import write_trend
 from iqa_eval.report.writer import HTML_NAME, write_json
+from iqa_eval.sampling import subsets
 
 BASELINES = Path("fixtures/baselines")
 TREND_NAME = "iqa-trend.html"

@@ -42,7 +42,7 @@ from iqa_eval.report.records import cell_record, metric_record
 from iqa_eval.report.run_info import now
 from iqa_eval.report.summary import summary_lines
 from iqa_eval.report.writer import build_report, remove_partial, write_reports
-from iqa_eval.selection import SelectionError
+from iqa_eval.sampling import SelectionError
 from iqa_eval.types import CellResult, CellSpec, Item
 
 SUITE = pytest.StashKey[Suite]()

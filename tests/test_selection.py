@@ -13,18 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_datasets_mini import make_kadid
 
-from iqa_eval import selection, subsets
 from iqa_eval.datasets.registry import load_dataset
 from iqa_eval.evaluation.cells import subset_items
-from iqa_eval.selection import (
-    HandcraftedFeatures,
-    SelectionError,
-    difficulty,
-    greedy_diverse,
-    l2_rows,
-    map_to_mos,
-    select_difficult,
-)
+from iqa_eval.sampling import SelectionError, features, proxies, subsets, uniform
+from iqa_eval.sampling.difficult import difficulty, greedy_diverse, select_difficult
+from iqa_eval.sampling.features import HandcraftedFeatures, l2_rows
+from iqa_eval.sampling.proxies import map_to_mos
 from iqa_eval.types import CellSpec, Item, Stimulus
 
 # -- items made in memory ---------------------------------------------------------------------
@@ -213,18 +207,18 @@ def test_a_proxy_that_fails_names_the_item():
 
 def test_expert_proxies_measure_large_photos_at_a_reduced_size():
     photo = np.random.default_rng(0).integers(0, 256, (1100, 1600, 3), dtype=np.uint8)
-    assert selection.shrink(photo).shape == (550, 800, 3)
-    assert selection.shrink(photo[:1000]).shape == (1000, 1600, 3)  # short side under 1024: as it is
+    assert proxies.shrink(photo).shape == (550, 800, 3)
+    assert proxies.shrink(photo[:1000]).shape == (1000, 1600, 3)  # short side under 1024: as it is
     item = make_item(0, 1.0)
-    proxy = selection.ExpertProxy("sharpness")
-    assert proxy(item, None, photo) == proxy(item, None, selection.shrink(photo))
+    proxy = proxies.ExpertProxy("sharpness")
+    assert proxy(item, None, photo) == proxy(item, None, proxies.shrink(photo))
 
 
 def test_unknown_proxies_and_features_are_refused_with_the_alternatives():
     with pytest.raises(SelectionError, match="'ms_ssim' is not a NR proxy"):
-        selection.expert_proxies("nr", ["ms_ssim"])
+        proxies.expert_proxies("nr", ["ms_ssim"])
     with pytest.raises(SelectionError, match="use 'handcrafted' or 'hf:"):
-        selection.feature_extractor("clip")
+        features.feature_extractor("clip")
 
 
 def test_handcrafted_features_tell_content_apart():
@@ -243,16 +237,16 @@ def test_handcrafted_features_tell_content_apart():
 
 def test_uniform_keeps_small_sets_whole_and_spreads_large_ones():
     small = [make_item(i, float(i)) for i in range(100)]
-    assert selection.uniform(small, fr=False) == tuple(small)
+    assert uniform.uniform(small, fr=False) == tuple(small)
     large = [make_item(i, float(i % 97)) for i in range(600)]
-    sample = selection.uniform(large, fr=False)
+    sample = uniform.uniform(large, fr=False)
     scores = sorted(i.score for i in sample)
     assert len(sample) == 150 and scores[0] == 0 and scores[-1] == 96
 
 
 def test_finegrained_drops_the_most_degraded_item_of_each_ladder():
     items = [make_item(10 * g + k, float(k), group=f"g{g}") for g in range(3) for k in range(5)]
-    kept = selection.finegrained(items)
+    kept = uniform.finegrained(items)
     assert len(kept) == 12 and all(i.score > 0 for i in kept)
 
 
@@ -422,7 +416,7 @@ def tiny_clip(tmp_path_factory) -> Path:
 
 
 def test_clip_features_are_unit_length_image_embeddings(tiny_clip):
-    extractor = selection.feature_extractor(f"hf:{tiny_clip}")
+    extractor = features.feature_extractor(f"hf:{tiny_clip}")
     assert extractor.name == f"hf:{tiny_clip}"
     images = [pixels_for(f"img{i}") for i in range(3)]
     phi = extractor(images)
@@ -433,7 +427,7 @@ def test_clip_features_are_unit_length_image_embeddings(tiny_clip):
 def test_clip_features_drive_a_selection(tiny_clip):
     items = [make_item(i, float(i)) for i in range(12)]
     chosen = select_difficult(
-        items, "nr", proxies=[LookupProxy()], features=selection.feature_extractor(f"hf:{tiny_clip}"),
+        items, "nr", proxies=[LookupProxy()], features=features.feature_extractor(f"hf:{tiny_clip}"),
         n=4, load=pixels_for,
     )  # fmt: skip
     assert len(set(chosen.item_ids)) == 4 and chosen.features == f"hf:{tiny_clip}"
@@ -441,6 +435,6 @@ def test_clip_features_drive_a_selection(tiny_clip):
 
 def test_a_missing_clip_model_is_a_selection_error(tmp_path):
     pytest.importorskip("transformers")
-    extractor = selection.feature_extractor(f"hf:{tmp_path / 'no-model'}")
+    extractor = features.feature_extractor(f"hf:{tmp_path / 'no-model'}")
     with pytest.raises(SelectionError, match="cannot load CLIP from"):
         extractor([pixels_for("x")])

@@ -2,7 +2,7 @@
 
 The study judged 150 FR-KADID items with the *reference* slightly shifted, rotated and scaled,
 MOS unchanged, to see whether a model judges the distortion or the misalignment. It is not
-distributed; :func:`iqa_eval.make_aug_kadid.generate_aug_kadid` builds it from a KADID-10k copy
+distributed; :func:`iqa_eval.sampling.make_aug_kadid.generate_aug_kadid` builds it from a KADID-10k copy
 with seeded transforms, in the layout read here: KADID-10k's columns plus the transform of each
 row's reference.
 """
@@ -27,7 +27,7 @@ CARD = DatasetCard(
     ),
     license="derived from KADID-10k: the same terms apply; generated locally, never redistributed",
     provenance=(
-        f"generated from a KADID-10k copy by iqa_eval.make_aug_kadid.generate_aug_kadid v{VERSION} "
+        f"generated from a KADID-10k copy by iqa_eval.sampling.make_aug_kadid.generate_aug_kadid v{VERSION} "
         "(the study's stage-1 FR sample, seeded transforms of iqa_eval.distortions.misalign)"
     ),
     ground_truth="KADID-10k MOS 1..5, higher is better; comparable within a reference",
@@ -38,7 +38,8 @@ CARD = DatasetCard(
 
 
 def read(root: Root) -> Scores:
-    """Aug-KADID as :func:`iqa_eval.make_aug_kadid.generate_aug_kadid` writes it: FR geometry items only."""
+    """Aug-KADID as :func:`iqa_eval.sampling.make_aug_kadid.generate_aug_kadid` writes it: FR
+    geometry items only."""
     score_file = root.score_file(SCORE_FILE)
     seen = Unique("dist_img")
     entries: list[Entry] = []

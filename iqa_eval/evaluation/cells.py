@@ -14,11 +14,11 @@ from types import ModuleType
 
 import numpy as np
 
-from iqa_eval import selection, subsets
 from iqa_eval.datasets.base import Dataset
 from iqa_eval.protocols import ds, ms, ss
 from iqa_eval.protocols.base import Plan
 from iqa_eval.protocols.demos import demonstration
+from iqa_eval.sampling import subsets, uniform
 from iqa_eval.types import Answer, CellResult, CellSpec, Decoding, Example, Item, Judgement
 
 PROTOCOL_IMPLS: dict[str, ModuleType] = {"ss": ss, "ds": ds, "ms": ms}
@@ -32,9 +32,9 @@ def subset_items(dataset: Dataset, spec: CellSpec) -> tuple[Item, ...]:
     if spec.subset == "all":
         return items
     if spec.subset == "uniform":
-        return selection.uniform(items, fr=spec.setting == "fr")
+        return uniform.uniform(items, fr=spec.setting == "fr")
     if spec.subset == "finegrained":
-        return selection.finegrained(items)
+        return uniform.finegrained(items)
     if spec.subset == "difficult":
         return subsets.difficult_subset(dataset, spec.setting, spec.attribute)
     raise ValueError(f"unknown subset {spec.subset!r}; known: {', '.join(SUBSETS)}")

@@ -27,7 +27,7 @@ from iqa_eval.images import ImageStore
 from iqa_eval.models.base import INFRASTRUCTURE_FAILURES, ModelClient, ModelIdentity
 from iqa_eval.models.registry import make_client
 from iqa_eval.protocols.base import Plan, metric_value
-from iqa_eval.subsets import stage2_subset
+from iqa_eval.sampling.subsets import stage2_subset
 from iqa_eval.types import STRATEGIES, Answer, CellResult, CellSpec, Item, MetricValue, Protocol, Strategy
 
 STAGE1_SUBSET = "uniform"

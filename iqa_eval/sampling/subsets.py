@@ -34,16 +34,11 @@ from iqa_eval.datasets.base import Dataset, DatasetError
 from iqa_eval.datasets.public import PublicDataset
 from iqa_eval.datasets.registry import describe, load_dataset, verify
 from iqa_eval.images import ImageError
-from iqa_eval.selection import (
-    LAMBDA,
-    NR_SAMPLE,
-    FeatureExtractor,
-    Proxy,
-    SelectionError,
-    expert_proxies,
-    feature_extractor,
-    select_difficult,
-)
+from iqa_eval.sampling import SelectionError
+from iqa_eval.sampling.difficult import LAMBDA, select_difficult
+from iqa_eval.sampling.features import FeatureExtractor, feature_extractor
+from iqa_eval.sampling.proxies import Proxy, expert_proxies
+from iqa_eval.sampling.uniform import NR_SAMPLE
 from iqa_eval.types import ATTRIBUTES, SETTINGS, Attribute, Item, Setting
 
 SCHEMA = "iqa_eval.subset/1"
@@ -308,7 +303,7 @@ def cmd_datasets_verify(args: argparse.Namespace) -> int:
 
 def cmd_make_aug_kadid(args: argparse.Namespace) -> int:
     """``iqa-eval datasets make-aug-kadid KADID_PATH OUT [--seed N]``."""
-    from iqa_eval.make_aug_kadid import generate_aug_kadid
+    from iqa_eval.sampling.make_aug_kadid import generate_aug_kadid
 
     try:
         out = generate_aug_kadid(Path(args.kadid), Path(args.out), seed=args.seed)

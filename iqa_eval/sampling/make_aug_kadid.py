@@ -18,7 +18,7 @@ from iqa_eval.datasets.base import DatasetError
 from iqa_eval.datasets.public import load
 from iqa_eval.distortions import misalign
 from iqa_eval.images import encode_png, load_rgb
-from iqa_eval.selection import uniform
+from iqa_eval.sampling.uniform import uniform
 
 
 def generate_aug_kadid(kadid_path: Path, out: Path, *, seed: int = 0) -> Path:
