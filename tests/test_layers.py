@@ -52,8 +52,6 @@ FLOORS: Mapping[str, int] = {
     # the faces
     "iqa_eval": FACES,  # the package's __init__ only: it exports evaluate()
     "iqa_eval.plugin": FACES,
-    "iqa_eval.hookspecs": FACES,  # -> plugin/
-    "iqa_eval.scheduling": FACES,  # -> plugin/
     "iqa_eval.api": FACES,
     "iqa_eval.cli": FACES,
 }

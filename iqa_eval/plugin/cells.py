@@ -1,0 +1,242 @@
+"""The suite's tests and their cells: markers, the parametrization of cell tests, the fixtures
+``iqa_cell`` and ``iqa_metamorphic``, and the check that evaluates a cell, gates it and hands its
+record to the run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NoReturn
+
+import pytest
+
+from iqa_eval.evaluation.baseline import Baseline, compare_cells
+from iqa_eval.evaluation.gates import MARKERS, cell_markers, judge
+from iqa_eval.evaluation.metamorphic import Case
+from iqa_eval.evaluation.suite import Suite, Unsupported
+from iqa_eval.plugin.options import USER_ERRORS
+from iqa_eval.report.records import cell_record, metric_record
+from iqa_eval.types import CellResult, CellSpec, Item
+
+SUITE = pytest.StashKey[Suite]()
+BASELINE = pytest.StashKey[Baseline | None]()
+STAGE_MARK = "iqa_stage"
+PROPERTY = "iqa_cell"
+METAMORPHIC = "iqa_metamorphic"
+RELATION_MARK = "iqa_relation"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in sorted(MARKERS):
+        config.addinivalue_line("markers", f"{marker}: iqa-eval cells of {marker}")
+    config.addinivalue_line("markers", f"{STAGE_MARK}(n): iqa-eval stage of the cells of this test (1 or 2)")
+    config.addinivalue_line(
+        "markers", f"{RELATION_MARK}(protocol): the metamorphic relation this test checks"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if PROPERTY in metafunc.fixturenames:
+        _parametrize_cells(metafunc)
+    elif METAMORPHIC in metafunc.fixturenames:
+        _parametrize_metamorphic(metafunc)
+
+
+def _parametrize_cells(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker(STAGE_MARK)
+    if marker is None or marker.args[0] not in (1, 2):
+        raise pytest.UsageError(
+            f"{metafunc.definition.nodeid}: a test using iqa_cell needs @pytest.mark.iqa_stage(1|2)"
+        )
+    stage = int(marker.args[0])
+    suite = metafunc.config.stash[SUITE]
+    try:
+        specs = suite.stage1_specs() if stage == 1 else suite.stage2_specs()
+    except USER_ERRORS as err:
+        raise pytest.UsageError(f"iqa-eval: {err}") from None
+    params = []
+    for spec in specs:
+        # Stage-2 cells learn their system only at run time, so they carry no system markers.
+        names = cell_markers(spec) if stage == 1 else cell_markers(spec) - {spec.protocol, spec.strategy}
+        params.append(pytest.param((stage, spec), id=spec.id, marks=_marks(names)))
+    metafunc.parametrize(PROPERTY, params, indirect=True)
+
+
+def _parametrize_metamorphic(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker(RELATION_MARK)
+    if marker is None or marker.args[0] not in ("ss", "ds", "ms"):
+        raise pytest.UsageError(
+            f"{metafunc.definition.nodeid}: a test using iqa_metamorphic needs "
+            "@pytest.mark.iqa_relation('ss'|'ds'|'ms')"
+        )
+    suite = metafunc.config.stash[SUITE]
+    try:
+        specs = suite.metamorphic_specs(marker.args[0])
+    except USER_ERRORS as err:
+        raise pytest.UsageError(f"iqa-eval: {err}") from None
+    params = [pytest.param((1, spec), id=spec.id, marks=_marks(cell_markers(spec))) for spec in specs]
+    metafunc.parametrize(METAMORPHIC, params, indirect=True)
+
+
+def _marks(names: Iterable[str]) -> list[pytest.MarkDecorator]:
+    return [getattr(pytest.mark, name) for name in sorted(names)]
+
+
+class CellCheck:
+    """What a suite test receives: its cell, and the one call that evaluates and gates it."""
+
+    def __init__(self, suite: Suite, stage: int, spec: CellSpec, node: pytest.Item) -> None:
+        self.suite, self.stage, self.spec, self.node = suite, stage, spec, node
+
+    def check(self) -> None:
+        """Evaluate the cell and assert its gate; the record goes to the reports either way."""
+        self._run(self._result)
+
+    def _result(self) -> tuple[CellSpec, CellResult, dict[str, Any]]:
+        spec, extra = self.spec, {}
+        if self.stage == 2:
+            spec, best = self.suite.stage2_spec(spec)
+            extra = {
+                "selected_by": {
+                    "rule": "highest mean stage-1 SRCC over attributes",
+                    "srcc": best.srcc,
+                    "ranking": [list(r) for r in best.ranking],
+                }
+            }
+        reason = self.suite.unsupported(spec)
+        if reason is not None:
+            raise Unsupported(reason)
+        return spec, self.suite.result(spec), extra
+
+    def _run(self, produce: Callable[[], tuple[CellSpec, CellResult, dict[str, Any]]]) -> None:
+        try:
+            spec, result, extra = produce()
+        except Unsupported as err:
+            self._finish(_bare_record(self.spec, self.stage, "skipped", str(err)))
+            pytest.skip(str(err))
+        except USER_ERRORS as err:
+            self._fail_with_error(str(err))
+        gate = self.suite.gates.gate_for(spec)
+        verdict = judge(result, gate)
+        dataset = self.suite.datasets[spec.dataset]
+        stimuli = dataset.items(spec.setting, spec.attribute)
+        record = cell_record(result, self.stage, dict(verdict.gate), verdict.message, stimuli)
+        record.update(extra)
+        record["fingerprint"] = self.suite.clients[spec.model].fingerprint
+        record["identity"] = self.suite.identity_record(spec.model)
+        record["dataset_digest"] = dataset.manifest_digest()
+        ceiling = self.suite.noise_ceiling(spec, result)
+        record["noise_ceiling"] = None if ceiling is None else metric_record(ceiling)
+        unmeasured = self.suite.unmeasured(spec, result)
+        if unmeasured is not None:
+            # Its numbers stay in the record, but no gate or baseline judges a partial measurement.
+            record["outcome"] = "error"
+            record["message"] = f"{unmeasured}; {verdict.message}"
+            self._finish(record)
+            pytest.fail(f"iqa-eval error: {unmeasured}", pytrace=False)
+        regression = self._against_baseline(record, gate.baseline_tolerance)
+        self._finish(record)
+        if regression is not None:
+            # Before the known-gap verdict: a cell that was expected to fail may still get worse.
+            pytest.fail(f"{regression}; gate: {verdict.message}", pytrace=False)
+        if gate.known_gap is not None:
+            if verdict.passed:
+                pytest.fail(
+                    f"known gap no longer holds ({gate.known_gap}): the cell passes now, so remove "
+                    f"known_gap from {gate.source}: {verdict.message}",
+                    pytrace=False,
+                )
+            pytest.xfail(f"known gap: {gate.known_gap}: {verdict.message}")
+        if not verdict.passed:
+            pytest.fail(verdict.message, pytrace=False)
+
+    def _against_baseline(self, record: dict[str, Any], tolerance: float) -> str | None:
+        """Compare with the baseline run, if any; returns the message of a regression."""
+        baseline = self.node.config.stash.get(BASELINE, None)
+        if baseline is None:
+            return None
+        comparison = compare_cells(
+            record, baseline.find(record), tolerance=tolerance, seed=self.suite.config.seed
+        )
+        record["baseline"] = comparison.to_record()
+        if comparison.status == "no baseline":
+            record["message"] = f"no baseline: {comparison.note}; {record['message']}"
+        if not comparison.regressed:
+            return None
+        record["message"] = f"{comparison.message()}; {record['message']}"
+        return comparison.message()
+
+    def _finish(self, record: dict[str, Any]) -> None:
+        self.node.user_properties.append((PROPERTY, record))
+
+    def _fail_with_error(self, message: str) -> NoReturn:
+        self._finish(_bare_record(self.spec, self.stage, "error", message))
+        pytest.fail(f"iqa-eval error: {message}", pytrace=False)
+
+
+class MetamorphicCheck(CellCheck):
+    """A metamorphic cell: the test draws the cases (with hypothesis), the suite answers them."""
+
+    @property
+    def groups(self) -> list[list[Item]]:
+        """The stage-1 sample in comparability groups: cases are drawn inside one group."""
+        return self.suite.metamorphic_items(self.spec)
+
+    def check_cases(self, cases: Sequence[Case]) -> None:
+        def produce() -> tuple[CellSpec, CellResult, dict[str, Any]]:
+            reason = self.suite.unsupported(self.spec)
+            if reason is not None:
+                raise Unsupported(reason)
+            return self.spec, self.suite.metamorphic_result(self.spec, cases), {}
+
+        self._run(produce)
+
+
+def _bare_record(spec: CellSpec, stage: int, outcome: str, message: str) -> dict[str, Any]:
+    """The record of a cell that produced no result: it still appears in the reports."""
+    return {
+        "id": spec.id, "stage": stage, "model": spec.model, "dataset": spec.dataset,
+        "setting": spec.setting, "attribute": spec.attribute, "protocol": spec.protocol,
+        "strategy": spec.strategy, "subset": spec.subset, "n_items": 0, "n_queries": 0,
+        "n_failed": {}, "coverage": 0.0, "primary_metric": None, "metrics": {}, "gate": None,
+        "outcome": outcome, "message": message, "notes": [], "predictions": [], "examples": [],
+    }  # fmt: skip
+
+
+@pytest.fixture
+def iqa_cell(request: pytest.FixtureRequest) -> CellCheck:
+    stage, spec = request.param
+    return CellCheck(request.config.stash[SUITE], stage, spec, request.node)
+
+
+@pytest.fixture
+def iqa_metamorphic(request: pytest.FixtureRequest) -> MetamorphicCheck:
+    stage, spec = request.param
+    return MetamorphicCheck(request.config.stash[SUITE], stage, spec, request.node)
+
+
+def selected_ids(items: list[pytest.Item]) -> set[str]:
+    """The ids of the selected cells: a stage-2 cell's id reads ``best/best`` as its baseline
+    key does, since its system is chosen by the run."""
+    keys = set()
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        for name in (PROPERTY, METAMORPHIC):
+            if callspec is not None and name in callspec.params:
+                keys.add(callspec.params[name][1].id)
+    return keys
+
+
+def selected_specs(items: list[pytest.Item]) -> list[tuple[int, CellSpec]]:
+    out = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and PROPERTY in callspec.params:
+            out.append(callspec.params[PROPERTY])
+    return out
+
+
+def cell_of_nodeid(nodeid: str) -> str | None:
+    """The baseline key of a cell test's node id (``path::test[<cell id>]``), None for others."""
+    _, _, name = nodeid.partition("::")
+    _, bracket, param = name.partition("[")
+    return param[:-1] if bracket and param.endswith("]") and "/" in param else None

@@ -1,0 +1,304 @@
+"""One run under pytest: the suite built from the options, every selected cell's queries executed
+up front, the cell records gathered (from xdist workers too), the reports and history written,
+and the exit status."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from iqa_eval.evaluation.baseline import Baseline, BaselineError
+from iqa_eval.evaluation.config import ConfigError
+from iqa_eval.evaluation.gates import GateError
+from iqa_eval.evaluation.suite import Suite, Unsupported
+from iqa_eval.execution.usage import combine_usage
+from iqa_eval.plugin import EXIT_UNMEASURED
+from iqa_eval.plugin.cells import BASELINE, PROPERTY, SUITE, cell_of_nodeid, selected_ids, selected_specs
+from iqa_eval.plugin.options import USER_ERRORS, run_config
+from iqa_eval.plugin.terminal import Terminal
+from iqa_eval.plugin.workers import (
+    IDENTITIES,
+    WORKER_NOTICES,
+    WORKER_USAGE,
+    cell_id,
+    identity_from_wire,
+    identity_to_wire,
+    is_worker,
+    shard_of,
+)
+from iqa_eval.report.history import append_history
+from iqa_eval.report.plots import ScatterPlotter
+from iqa_eval.report.run_info import now
+from iqa_eval.report.writer import build_report, remove_partial, write_reports
+from iqa_eval.types import CellSpec
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        settings = run_config(config)
+    except ConfigError as err:
+        raise pytest.UsageError(f"iqa-eval: {err}") from None
+    if os.environ.get("CI") or not config.get_verbosity() >= 0:
+        settings = replace(settings, progress=False)
+    if is_worker(config):
+        # Each xdist worker has an engine of its own: a share of each cap keeps the run within it
+        # (a worker may stop while another still has some left, never the reverse).
+        workers = int(config.workerinput["workercount"])  # type: ignore[attr-defined]
+        if settings.budget_usd is not None:
+            settings = replace(settings, budget_usd=settings.budget_usd / workers)
+        if settings.max_requests is not None:
+            settings = replace(settings, max_requests=settings.max_requests // workers)
+    suite = Suite(settings, lambda spec, store: config.hook.pytest_iqa_make_model(spec=spec, store=store))
+    config.stash[SUITE] = suite
+    config.pluginmanager.register(RunPlugin(config, suite), "iqa-eval-run")
+    if is_worker(config):
+        for spec, identity in config.workerinput.get(IDENTITIES, {}).items():  # type: ignore[attr-defined]
+            suite.engine.adopt(spec, identity_from_wire(spec, identity))
+
+
+def _pytest_html_extras() -> Any:
+    """pytest-html's extras module when it is installed (it is optional), else None."""
+    try:
+        return importlib.import_module("pytest_html.extras")
+    except ImportError:
+        return None
+
+
+class RunPlugin:
+    """Per-run state and the hooks that use it; registered once per pytest configuration."""
+
+    def __init__(self, config: pytest.Config, suite: Suite) -> None:
+        self.config = config
+        self.suite = suite
+        self.records: dict[str, dict[str, Any]] = {}
+        self.started = now()
+        self.report_paths: tuple[Path, Path] | None = None
+        self.history_path: Path | None = None
+        self.write_seconds = 0.0
+        self.html_extras = _pytest_html_extras()
+        self._scatter: ScatterPlotter | None = None
+        self.interrupted = False
+        self.worker_usage: list[dict[str, Any] | None] = []
+        self.worker_notices: list[str] = []
+        self.unmeasured_cells = 0
+        self.other_failures = 0
+        self.exit_unmeasured = False
+        self.terminal = Terminal(config)
+        baseline = suite.config.baseline
+        try:
+            config.stash[BASELINE] = Baseline.load(suite.config.resolve(baseline)) if baseline else None
+            # Read now, not when the first cell is gated: a broken profile is a usage error, not a
+            # traceback inside every test.
+            _ = suite.gates
+            if suite.config.budget_usd is not None and not is_worker(config):
+                self._check_prices()
+        except (BaselineError, GateError, *USER_ERRORS) as err:
+            raise pytest.UsageError(f"iqa-eval: {err}") from None
+
+    def _check_prices(self) -> None:
+        unpriced = self.suite.unpriced()
+        if unpriced:
+            raise pytest.UsageError(
+                "iqa-eval: --iqa-budget-usd cannot hold for a model without a known price: "
+                + "; ".join(unpriced)
+                + '. Give its price in a TOML file passed as --iqa-prices FILE ([models."NAME"] with '
+                "input and output in USD per 1M tokens), or cap the number of requests instead with "
+                "--iqa-max-requests N"
+            )
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """Establish every model's identity once, in the controller, for all the workers: each
+        worker asking for itself would send one request more per worker."""
+        identities = {spec: identity_to_wire(self.suite.identity(spec)) for spec in self.suite.config.models}
+        node.workerinput[IDENTITIES] = identities
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
+        """Under xdist only the workers collect: check the baseline against what they selected."""
+        try:
+            self._check_baseline_overlap({key for nodeid in ids if (key := cell_of_nodeid(nodeid))})
+        except pytest.UsageError as err:
+            pytest.exit(str(err), returncode=pytest.ExitCode.USAGE_ERROR)
+
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        """Keep this shard's share of the items (``--iqa-shard K/N``), deselecting the rest."""
+        shard = self.suite.config.shard
+        if shard is None:
+            return
+        index, count = shard
+        keep = [item for item in items if shard_of(cell_id(item), count) == index]
+        dropped = [item for item in items if shard_of(cell_id(item), count) != index]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = keep
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Execute every selected cell's queries up front, deduplicated, in one engine run."""
+        selected = selected_specs(session.items)
+        if not selected or is_worker(self.config) or self.config.option.collectonly:
+            return
+        suite = self.suite
+        stage1 = [spec for stage, spec in selected if stage == 1]
+        groups = {spec.group for stage, spec in selected if stage == 2}
+        stage1 += [s for s in suite.stage1_specs() if s.group in groups]
+        self._check_baseline_overlap(selected_ids(session.items))
+        start = time.perf_counter()
+        try:
+            suite.execute(stage1)
+            suite.execute(self._stage2(selected))
+        except KeyboardInterrupt:
+            # pytest stops the run (exit code 2); the answers received are in the cache, and the
+            # report still says what was run and that it was cut short.
+            self.interrupted = True
+            raise
+        except USER_ERRORS as err:
+            raise pytest.UsageError(f"iqa-eval: {err}") from None
+        stats = suite.engine.stats
+        self.terminal.say_notices(self.suite.engine.notices)
+        self.terminal.write_line(
+            f"iqa-eval: {len(selected)} cells, {stats.unique} unique queries "
+            f"({stats.cached} cached, {stats.dispatched} asked, {stats.failed} failed) "
+            f"in {time.perf_counter() - start:.1f}s"
+        )
+
+    def _check_baseline_overlap(self, selected: set[str]) -> None:
+        """A baseline that shares none of the selected cells would gate nothing: a usage error."""
+        baseline = self.config.stash.get(BASELINE, None)
+        if baseline is None or not selected or selected & set(baseline.cells):
+            return
+        example = sorted(baseline.cells)[:1]
+        raise pytest.UsageError(
+            f"iqa-eval: the baseline {baseline.source} shares none of the {len(selected)} selected cells "
+            f"(it holds {len(baseline.cells)}, e.g. {example[0] if example else 'none'}); "
+            "bless a report of the same models and datasets, or drop --iqa-baseline"
+        )
+
+    def _stage2(self, selected: list[tuple[int, CellSpec]]) -> list[CellSpec]:
+        specs = []
+        for stage, spec in selected:
+            if stage == 2:
+                try:
+                    specs.append(self.suite.stage2_spec(spec)[0])
+                except Unsupported:
+                    continue  # the test itself skips with the reason
+        return specs
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed:
+            unmeasured = report.when == "call" and any(
+                name == PROPERTY and cast(dict[str, Any], value).get("outcome") == "error"
+                for name, value in report.user_properties
+            )
+            if unmeasured:
+                self.unmeasured_cells += 1
+            else:
+                self.other_failures += 1
+        if report.when != "call" and not (report.when == "setup" and not report.passed):
+            return
+        for name, value in report.user_properties:
+            if name == PROPERTY:
+                record: dict[str, Any] = dict(cast(dict[str, Any], value))
+                if record["outcome"] not in ("error", "skipped"):
+                    # A known gap is an expected failure: pytest reports it as skipped
+                    # (xfailed), the JSON keeps the truth, "failed", with its known_gap.
+                    record["outcome"] = "passed" if report.passed else "failed"
+                self.records[record["id"]] = record
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """An xdist worker is done: keep what it sent, spent and had to say for the run's report."""
+        output = getattr(node, "workeroutput", {})
+        self.worker_usage.append(output.get(WORKER_USAGE))
+        for notice in output.get(WORKER_NOTICES, []):
+            if notice not in self.worker_notices:
+                self.worker_notices.append(notice)
+
+    def _notices(self) -> list[str]:
+        own = self.suite.engine.notices if "engine" in self.suite.__dict__ else []
+        return list(dict.fromkeys([*own, *self.worker_notices]))
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if is_worker(self.config):
+            self.suite.close()
+            workeroutput = self.config.workeroutput  # type: ignore[attr-defined]
+            workeroutput[WORKER_USAGE] = self.suite.usage()
+            workeroutput[WORKER_NOTICES] = self._notices()
+            return
+        if exitstatus == pytest.ExitCode.TESTS_FAILED and self.unmeasured_cells and not self.other_failures:
+            session.exitstatus = EXIT_UNMEASURED
+            self.exit_unmeasured = True
+        if not (self.records or self.interrupted):
+            return
+        suite = self.suite
+        # Requests cut off by an interrupt enter the usage only once their tasks are cancelled.
+        suite.close()
+        shard = suite.config.shard
+        baseline = self.config.stash.get(BASELINE, None)
+        partial = bool(session.shouldstop) or exitstatus == pytest.ExitCode.INTERRUPTED or self.interrupted
+        engine = suite.engine if "engine" in suite.__dict__ else None
+        run = {
+            "started": self.started,
+            "finished": now(),
+            "seed": suite.config.seed,
+            "partial": partial,
+            "gates": suite.gates.source,
+            "model_specs": list(suite.config.models),
+            "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+            "baseline": baseline.source if baseline else None,
+            "usage": combine_usage([suite.usage(), *self.worker_usage]),
+            "notices": self._notices(),
+            "identity_changes": [c.to_record() for c in engine.identity_changes] if engine else [],
+            "exit_status": int(session.exitstatus),
+        }
+        start = time.perf_counter()
+        report = build_report(list(self.records.values()), run, suite.config.root)
+        directory = suite.config.resolve(suite.config.report_dir)
+        # An interrupted run never replaces the last complete report: it is written beside it.
+        self.report_paths = write_reports(report, directory, partial=partial)
+        if not partial:
+            remove_partial(directory)
+        # A shard is part of a run: `iqa-eval merge` appends the whole run's line instead. A run
+        # cut short before any cell finished has nothing to chart.
+        if shard is None and self.records:
+            self.history_path = append_history(directory, report)
+        self.write_seconds = time.perf_counter() - start
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.suite.close()
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.report_paths is None:
+            return
+        paths = [*self.report_paths, *([self.history_path] if self.history_path else [])]
+        self.terminal.summary(
+            terminalreporter,
+            notices=self._notices(),
+            records=list(self.records.values()),
+            paths=paths,
+            write_seconds=self.write_seconds,
+            unmeasured=(self.unmeasured_cells, EXIT_UNMEASURED) if self.exit_unmeasured else None,
+        )
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        """With pytest-html installed, its report shows each cell's scatter plot too."""
+        report = yield
+        if self.html_extras is None or report.when != "call":
+            return report
+        for name, value in item.user_properties:
+            record = cast(dict[str, Any], value)
+            if name == PROPERTY and record.get("predictions"):
+                self._scatter = self._scatter or ScatterPlotter()
+                uri = self._scatter.render(record["predictions"], str(record["id"]))
+                if uri is not None:
+                    extra = self.html_extras.png(uri.partition(",")[2], name="prediction vs ground truth")
+                    report.extras = [*getattr(report, "extras", []), extra]
+        return report
