@@ -25,7 +25,7 @@ from iqa_eval.evaluation.cells import Planner
 from iqa_eval.images import ImageStore
 from iqa_eval.models import hf
 from iqa_eval.models.base import ModelOptions, PermanentModelError
-from iqa_eval.models.hf import HFModel, directory_identity, level_token_ids, score_from_levels
+from iqa_eval.models.hf import HFModel, directory_identity, identity, level_token_ids, score_from_levels
 from iqa_eval.models.registry import ModelSpecError
 from iqa_eval.protocols import ds, ms, ss
 from iqa_eval.types import CellSpec, Decoding, Query
@@ -204,7 +204,7 @@ def test_large_files_count_by_size_and_mtime(tmp_path, monkeypatch):
     (tmp_path / "config.json").write_text("{}")
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(b"x" * 100)
-    monkeypatch.setattr(hf, "CONTENT_HASH_LIMIT", 10)
+    monkeypatch.setattr(identity, "CONTENT_HASH_LIMIT", 10)
     before = directory_identity(tmp_path)
     stat = weights.stat()
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))

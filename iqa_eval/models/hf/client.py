@@ -15,20 +15,17 @@ levels after "The quality of the image is" (Q-Align style), a score only local m
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import importlib
 import inspect
 import json
 import math
-import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from iqa_eval.images import ImageStore
 from iqa_eval.models.base import (
@@ -38,26 +35,14 @@ from iqa_eval.models.base import (
     ModelSpecError,
     PermanentModelError,
 )
+from iqa_eval.models.hf.batching import Kind, MicroBatcher, generate_group
+from iqa_eval.models.hf.identity import resolve
+from iqa_eval.models.hf.levels import LEVEL_PREFIX, LevelTokenError, level_token_ids
 from iqa_eval.types import Answer, Query, Usage
-
-__all__ = [
-    "FAMILY_MAX_IMAGES",
-    "LEVELS",
-    "LEVEL_PREFIX",
-    "LEVEL_WEIGHTS",
-    "HFModel",
-    "LevelTokenError",
-    "directory_identity",
-    "level_token_ids",
-    "score_from_levels",
-]
 
 VERSION = "1"
 """Part of every ``hf:`` fingerprint: bump it whenever prompt assembly or decoding here changes."""
 
-LEVELS: tuple[str, ...] = ("excellent", "good", "fair", "poor", "bad")
-LEVEL_WEIGHTS: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.0)
-LEVEL_PREFIX = "The quality of the image is"
 
 FAMILY_MAX_IMAGES: dict[str, int] = {
     "blip": 1,
@@ -74,15 +59,6 @@ error. Every other family accepts any number of images and how well it uses them
 DS and MS cells measure; a family known to break past some count is given a limit through the
 ``max_images`` argument instead.
 """
-
-CONTENT_HASH_LIMIT = 64 * 2**20
-"""Files up to this size enter a local fingerprint by content; larger ones by size and mtime.
-
-Configs, tokenizers and small weights are then identified exactly, while multi-GB shards are not
-read in full on every run; rewriting a shard changes its mtime, so the fingerprint still moves.
-"""
-
-Kind = Literal["generate", "levels"]
 
 
 class HFModel(ModelClient):
@@ -116,7 +92,7 @@ class HFModel(ModelClient):
         self._torch, self._transformers = _import_hf()
         self._device = _device(self._torch, options.device)
         self._dtype = _dtype(self._torch, options.dtype)
-        self._source, self._revision, identity, label = _resolve(name)
+        self._source, self._revision, identity, label = resolve(name)
         config = self._load_config()
         limit = max_images if max_images is not None else FAMILY_MAX_IMAGES.get(config.model_type)
         self.capabilities = Capabilities(max_images=limit)
@@ -126,12 +102,12 @@ class HFModel(ModelClient):
         self.fingerprint = f"hf:{label}@{digest[:16]}"
         self._lock = threading.Lock()
         self._loaded: _Loaded | None = None
-        self._batcher = _MicroBatcher(self._run, batch_size, batch_window_s)
+        self._batcher = MicroBatcher(self._run, batch_size, batch_window_s)
 
     # -- public ---------------------------------------------------------------------------------
 
     async def answer(self, query: Query) -> Answer:
-        result: _Generated = await self._batcher.submit("generate", query, _generate_group(query))
+        result: _Generated = await self._batcher.submit("generate", query, generate_group(query))
         return Answer(
             result.text,
             usage=Usage(result.prompt_tokens, result.completion_tokens),
@@ -291,98 +267,6 @@ class HFModel(ModelClient):
         return [tuple(float(p) for p in row) for row in torch.softmax(chosen, dim=-1).tolist()]
 
 
-# -- logit scoring ------------------------------------------------------------------------------
-
-
-class LevelTokenError(ValueError):
-    """A tokenizer whose level words cannot be told apart by their first token."""
-
-
-def level_token_ids(
-    tokenizer: Any, prefix: str = LEVEL_PREFIX, words: Sequence[str] = LEVELS
-) -> tuple[int, ...]:
-    """The first token of each level word as the tokenizer encodes it right after ``prefix``.
-
-    Encoding in context rather than the bare word matters: SentencePiece tokenizers encode a
-    lone " good" as a space token followed by "good", which would make every level look alike.
-    """
-    base = tokenizer.encode(prefix, add_special_tokens=False)
-    ids: list[int] = []
-    for word in words:
-        full = tokenizer.encode(f"{prefix} {word}", add_special_tokens=False)
-        if len(full) <= len(base) or full[: len(base)] != base:
-            raise LevelTokenError(
-                f"the tokenizer merges {word!r} into the end of {prefix!r}, so no next token names it"
-            )
-        ids.append(int(full[len(base)]))
-    for i, token in enumerate(ids):
-        if token in ids[:i]:
-            other = words[ids.index(token)]
-            raise LevelTokenError(
-                f"level words {other!r} and {words[i]!r} share their first token "
-                f"{tokenizer.convert_ids_to_tokens(token)!r} (id {token}); their probabilities "
-                f"cannot be told apart, so this model cannot be scored from logits"
-            )
-    return tuple(ids)
-
-
-def score_from_levels(probs: Sequence[float]) -> float:
-    """Q-Align's score: 100 × Σ p_i w_i with weights 1, .75, .5, .25, 0 for excellent … bad."""
-    if len(probs) != len(LEVEL_WEIGHTS):
-        raise ValueError(f"need {len(LEVEL_WEIGHTS)} level probabilities (excellent … bad), got {len(probs)}")
-    return 100.0 * math.fsum(p * w for p, w in zip(probs, LEVEL_WEIGHTS, strict=True))
-
-
-# -- identity -----------------------------------------------------------------------------------
-
-
-def directory_identity(path: str | os.PathLike[str]) -> str:
-    """A digest of a checkpoint directory: what from_pretrained can read from it.
-
-    Only top-level files count (from_pretrained reads no subfolders). See CONTENT_HASH_LIMIT
-    for which files are hashed by content.
-    """
-    digest = hashlib.sha256()
-    for entry in sorted(Path(path).iterdir()):
-        if not entry.is_file() or entry.name.startswith("."):
-            continue
-        stat = entry.stat()
-        if stat.st_size <= CONTENT_HASH_LIMIT:
-            mark = hashlib.sha256(entry.read_bytes()).hexdigest()
-        else:
-            mark = f"{stat.st_size}:{stat.st_mtime_ns}"
-        digest.update(f"{entry.name}\0{mark}\n".encode())
-    return digest.hexdigest()
-
-
-def _resolve(name: str) -> tuple[str, str | None, str, str]:
-    """Where to load from, the revision to pin, the checkpoint's identity, and a readable label.
-
-    A hub checkpoint is identified by the commit of its cached snapshot, and loading is pinned
-    to that commit so that weights fetched later belong to the config read now.
-    """
-    local = Path(name).expanduser()
-    if local.is_dir():
-        return str(local), None, directory_identity(local), local.resolve().name
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise ModelSpecError(f"{name} is not a directory")
-    from huggingface_hub import hf_hub_download
-
-    try:
-        # Online this resolves the branch to its current commit; offline it returns the cached one.
-        cached = hf_hub_download(name, "config.json")
-    except Exception as err:
-        raise ModelSpecError(
-            f"{name} is not a local directory, and neither in the Hugging Face cache nor "
-            f"downloadable ({type(err).__name__}: {err})"
-        ) from None
-    commit = Path(cached).parent.name
-    return name, commit, commit, name
-
-
-# -- plumbing -----------------------------------------------------------------------------------
-
-
 def _import_hf() -> tuple[Any, Any]:
     try:
         return importlib.import_module("torch"), importlib.import_module("transformers")
@@ -418,15 +302,6 @@ def _render(processor: Any, query: Query, assistant_prefix: str) -> str:
     if assistant_prefix:
         prompt += assistant_prefix if prompt[-1:].isspace() else " " + assistant_prefix
     return prompt
-
-
-def _generate_group(query: Query) -> Hashable:
-    """Queries that may share one generate call.
-
-    Decoding must agree, and so must the image count: equal-length image lists are the one
-    layout every family's processor batches, while ragged ones are handled differently by each.
-    """
-    return ("generate", query.decoding.temperature, query.decoding.max_tokens, len(query.images))
 
 
 @dataclass
@@ -467,76 +342,3 @@ class _SeededSampling:
         )
         chosen = torch.full_like(scores, -math.inf)
         return chosen.scatter_(1, picks.to(scores.device), 0.0)
-
-
-@dataclass
-class _Pending:
-    kind: Kind
-    query: Query
-    group: Hashable
-    future: asyncio.Future[Any]
-
-
-@dataclass
-class _LoopQueue:
-    pending: list[_Pending] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
-
-
-class _MicroBatcher:
-    """Turns concurrent calls on one event loop into batched calls in a worker thread.
-
-    The engine runs each batch of queries in its own ``asyncio.run``, so the queue belongs to
-    the running loop and lives only while it has work. The first caller starts a drain that
-    waits ``window_s`` for the others, then runs up to ``batch_size`` requests of the oldest
-    request's group at a time; requests arriving meanwhile join the next batch.
-    """
-
-    def __init__(
-        self, run: Callable[[Kind, Sequence[Query]], list[Any]], batch_size: int, window_s: float
-    ) -> None:
-        self._run = run
-        self._batch_size = batch_size
-        self._window_s = window_s
-        self._queues: dict[asyncio.AbstractEventLoop, _LoopQueue] = {}
-
-    async def submit(self, kind: Kind, query: Query, group: Hashable) -> Any:
-        loop = asyncio.get_running_loop()
-        queue = self._queues.get(loop)
-        if queue is None:
-            queue = self._queues[loop] = _LoopQueue()
-            queue.task = loop.create_task(self._drain(loop, queue))
-        future: asyncio.Future[Any] = loop.create_future()
-        queue.pending.append(_Pending(kind, query, group, future))
-        return await future
-
-    async def _drain(self, loop: asyncio.AbstractEventLoop, queue: _LoopQueue) -> None:
-        try:
-            await asyncio.sleep(self._window_s)
-            while queue.pending:
-                batch = self._take(queue.pending)
-                if not batch:
-                    continue
-                try:
-                    results = await asyncio.to_thread(self._run, batch[0].kind, [p.query for p in batch])
-                except Exception as err:
-                    for pending in batch:
-                        if not pending.future.done():
-                            pending.future.set_exception(err)
-                    continue
-                for pending, result in zip(batch, results, strict=True):
-                    if not pending.future.done():
-                        pending.future.set_result(result)
-        finally:
-            del self._queues[loop]
-
-    def _take(self, pending: list[_Pending]) -> list[_Pending]:
-        # Callers cancelled while waiting (the engine stops on a permanent error) are dropped.
-        pending[:] = [p for p in pending if not p.future.done()]
-        if not pending:
-            return []
-        group = pending[0].group
-        batch = [p for p in pending if p.group == group][: self._batch_size]
-        taken = {id(p) for p in batch}
-        pending[:] = [p for p in pending if id(p) not in taken]
-        return batch
