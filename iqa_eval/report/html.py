@@ -17,143 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from iqa_eval.evaluation.cells import SUBSETS
 from iqa_eval.report.files import atomic_write
 from iqa_eval.report.plots import ScatterPlotter, thumbnail
+from iqa_eval.report.templating import ENV
 from iqa_eval.types import ATTRIBUTES, PROTOCOLS, SETTINGS, STRATEGIES
 
 WORST_SHOWN = 4
 EXAMPLES_OPEN = 2
 
-_ENV = jinja2.Environment(
-    autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
-)
-
-_TEMPLATE = _ENV.from_string(
-    """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>iqa-eval report</title>
-<style>
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em 2em;color:#1d1d1f;max-width:1400px}
-h1{font-size:1.5em;margin:1.2em 0 .4em}h1:first-of-type{margin-top:0}h2{font-size:1.1em;margin:0 0 .3em;word-break:break-all}
-h3{font-size:1em;margin:.8em 0 .3em}
-table{border-collapse:collapse;margin:.4em 0 1em}td,th{border:1px solid #d0d0d0;padding:.2em .5em;text-align:left;vertical-align:top}
-th{background:#f3f3f3;font-weight:600}
-.meta{color:#555}.meta b{color:#1d1d1f}
-.passed{background:#dff3df}.failed{background:#f9d6d6}.error{background:#f7e3c3}.skipped{background:#ececec;color:#666}
-.known-gap{background:repeating-linear-gradient(135deg,#fff2c6,#fff2c6 6px,#fbe7a8 6px,#fbe7a8 12px)}
-.regressed{outline:3px solid #b00020;outline-offset:-3px}
-.badge{display:inline-block;padding:0 .5em;border-radius:.7em;font-size:.85em;font-weight:600;border:1px solid #0002}
-table.grid td{text-align:center;padding:.15em .3em;white-space:nowrap;font-size:.9em}table.grid th{font-size:.9em}table.grid td a{color:inherit;text-decoration:none;display:block}
-table.grid td.row{text-align:left;font-weight:600;background:#fafafa}
-.ci{font-size:.75em;color:#444}.scroll{overflow-x:auto}.legend span{margin-right:.6em}
-section.cell{border:1px solid #ddd;border-radius:6px;padding:.8em 1em;margin:1em 0}
-.cols{display:flex;flex-wrap:wrap;gap:1.2em;align-items:flex-start}
-pre{white-space:pre-wrap;word-break:break-word;max-width:70em;background:#f6f6f6;padding:.5em;margin:.3em 0;font-size:.88em}
-.thumbs{display:flex;flex-wrap:wrap;gap:.6em}.thumbs figure{margin:0;width:104px;font-size:.72em;color:#444;overflow-wrap:anywhere}
-.thumb{display:block;width:96px;height:96px;background-size:contain;background-repeat:no-repeat;background-position:center;border:1px solid #ccc}
-.missing{display:flex;align-items:center;justify-content:center;background:#eee;color:#888}
-.note{color:#555;font-size:.9em}ul.attention li{margin:.15em 0}
-{% for css_class, uri in thumb_styles %}
-.{{ css_class }}{background-image:url({{ uri }})}
-{% endfor %}
-</style></head><body>
-<h1>iqa-eval report</h1>
-<p class="meta"><b>{{ run.started }}</b> → {{ run.finished }} · seed <b>{{ run.seed }}</b>
- · commit {{ run.get("git_commit") or "unknown" }}
-{% if run.get("shard") %} · <b>shard {{ run.shard }}</b>{% endif %}
-{% if run.get("merged_from") %} · merged from {{ run.merged_from|length }} reports{% endif %}
-{% if run.partial %} · <strong>partial run</strong>{% endif %}<br>
-models: {% for m in run.models %}<b>{{ m.spec }}</b> ({{ m.identity.key if m.get("identity") and m.identity.key else m.fingerprint }}){% if m.get("identity") and m.identity.served %} served as {% for k, v in m.identity.served.items() %}{{ k }}={{ v }}{% if not loop.last %}, {% endif %}{% endfor %}{% endif %}{% if not loop.last %}; {% endif %}{% endfor %}
- · datasets: {% for d in run.datasets %}{{ d.name }} ({{ d.digest }}){% if not loop.last %}, {% endif %}{% endfor %}<br>
-gates: {{ run.gates }}{% if run.get("baseline") %} · baseline: {{ run.baseline }}{% endif %}</p>
-{% if run.get("notices") %}<ul class="attention">{% for n in run.notices %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
-<p>{% for label, css, n in totals %}<span class="badge {{ css }}">{{ n }} {{ label }}</span> {% endfor %}</p>
-{% if attention %}
-<h3>Needs attention</h3>
-<ul class="attention">
-{% for c in attention %}<li><span class="badge {{ c.css }}">{{ c.label }}</span> <a href="#{{ c.anchor }}">{{ c.id }}</a>: {{ c.message }}</li>
-{% endfor %}
-</ul>
-{% endif %}
-
-<h1>Summary</h1>
-<p class="legend note">Each square shows the cell's primary metric (SRCC unless stated) and its 95% CI.
-<span class="badge passed">passed</span><span class="badge failed">failed</span><span class="badge known-gap">known gap</span>
-<span class="badge error">error</span><span class="badge skipped">skipped</span><span class="badge regressed">regressed vs baseline</span></p>
-{% for g in grids %}
-<h3>{{ g.model }} · {{ g.dataset }}</h3>
-<div class="scroll"><table class="grid"><tr><th rowspan="2">attribute</th>
-{% for head, span in g.groups %}<th colspan="{{ span }}">{{ head }}</th>{% endfor %}</tr>
-<tr>{% for col in g.columns %}<th>{{ col.label }}</th>{% endfor %}</tr>
-{% for row in g.rows %}<tr><td class="row">{{ row.label }}</td>
-{% for v in row.squares %}{% if v %}<td class="{{ v.css }}" title="{{ v.title }}"><a href="#{{ v.anchor }}">{{ v.value }}<br><span class="ci">{{ v.ci }}</span>{% if v.system %}<br><span class="ci">{{ v.system }}</span>{% endif %}</a></td>{% else %}<td></td>{% endif %}{% endfor %}
-</tr>
-{% endfor %}
-</table></div>
-{% endfor %}
-
-{% if best %}
-<h1>Best prompting systems</h1>
-<p class="note">Stage 2 takes, per model, dataset and setting, the stage-1 system with the highest mean SRCC over attributes.</p>
-<table><tr><th>model</th><th>dataset</th><th>setting</th><th>chosen</th><th>ranking (mean stage-1 SRCC)</th></tr>
-{% for b in best %}<tr><td>{{ b.model }}</td><td>{{ b.dataset }}</td><td>{{ b.setting }}</td><td><b>{{ b.chosen }}</b> ({{ b.srcc }})</td>
-<td>{% for system, v in b.ranking %}{{ system }} {{ v }}{% if not loop.last %} · {% endif %}{% endfor %}</td></tr>
-{% endfor %}
-</table>
-{% endif %}
-
-<h1>Cells</h1>
-{% for c in cells %}
-<section class="cell" id="{{ c.anchor }}">
-<h2>{{ c.id }}</h2>
-<p><span class="badge {{ c.css }}">{{ c.label }}</span> {{ c.message }}</p>
-{% if c.known_gap %}<p class="note">Known gap (expected to fail): {{ c.known_gap }}</p>{% endif %}
-{% if c.baseline %}<p class="{{ 'failed' if c.baseline.regressed else 'note' }}">{{ c.baseline_text }}</p>{% endif %}
-{% if c.selected_by %}<p class="note">Prompting system chosen by {{ c.selected_by.rule }}: {{ c.protocol }}/{{ c.strategy }}.</p>{% endif %}
-<p class="note">{{ c.n_items }} items, {{ c.n_queries }} queries, coverage {{ c.coverage }}{% if c.gate %}; gate: {{ c.gate.metric }} {{ c.gate.bound }} &gt; {{ c.gate.threshold }}, coverage ≥ {{ c.gate.min_coverage }} ({{ c.gate.source }}){% endif %}.</p>
-<div class="cols">
-<div>
-<table><tr><th>metric</th><th>value</th><th>95% CI</th><th>n</th><th>aggregation</th><th>note</th></tr>
-{% for m in c.metrics %}<tr><td>{{ m.name }}</td><td>{{ m.value }}</td><td>{{ m.ci }}</td><td>{{ m.n }}</td><td>{{ m.aggregation }}</td><td>{{ m.note }}</td></tr>
-{% endfor %}
-</table>
-{% if c.pairwise %}<p><b>Order consistency</b> {{ c.pairwise.consistency }} · <b>position balance</b> {{ c.pairwise.bias }}
-<span class="note">(1 = the same answer in both orders / no preference for a position)</span></p>{% endif %}
-{% for n in c.notes %}<p class="note">{{ n }}</p>{% endfor %}
-</div>
-{% if c.scatter %}<img src="{{ c.scatter }}" width="272" height="208" alt="prediction against ground truth">{% endif %}
-</div>
-{% if c.ledger %}
-<h3>Failure ledger</h3>
-<table><tr><th>reason</th><th>count</th><th>example answer</th></tr>
-{% for reason, n, example in c.ledger %}<tr><td>{{ reason }}</td><td>{{ n }}</td><td>{% if example is not none %}<pre>{{ example }}</pre>{% endif %}</td></tr>
-{% endfor %}
-</table>
-{% endif %}
-{% if c.worst %}
-<h3>Worst-judged stimuli</h3>
-<div class="thumbs">
-{% for w in c.worst %}<figure>{% if w.thumb %}<span class="thumb {{ w.thumb }}" role="img" aria-label="{{ w.item }}"></span>{% else %}<span class="thumb missing">no image</span>{% endif %}
-<figcaption>{{ w.item }}<br>truth rank {{ w.truth_rank }}, model rank {{ w.model_rank }} of {{ w.of }}</figcaption></figure>
-{% endfor %}
-</div>
-{% endif %}
-{% if c.examples %}
-<h3>The model's answers ({{ c.examples|length }} of {{ c.n_queries }})</h3>
-{% for e in c.examples %}<details{% if loop.index <= examples_open %} open{% endif %}><summary>{{ e["items"]|join(", ") }}{% if e.failure %} — <b>failure: {{ e.failure }}</b>{% endif %}</summary>
-<pre>{{ e.text }}</pre></details>
-{% endfor %}
-{% endif %}
-</section>
-{% endfor %}
-</body></html>
-"""
-)
+_TEMPLATE = ENV.get_template("report.html")
 
 
 def _fmt(x: float | None, signed: bool = False) -> str:

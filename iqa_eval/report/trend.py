@@ -12,52 +12,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from iqa_eval.report.files import atomic_write
 from iqa_eval.report.plots import trend_figure
+from iqa_eval.report.templating import ENV
 from iqa_eval.types import ATTRIBUTES, PROTOCOLS, SETTINGS
 
 METRIC = "srcc"
 BEST_LINE = "best (stage 2)"
 STYLES = {"ss": "-", "ds": "-", "ms": "-", BEST_LINE: "--"}
 
-_ENV = jinja2.Environment(
-    autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
-)
-_TEMPLATE = _ENV.from_string(
-    """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy"
- content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
-<title>iqa-eval capability trend</title>
-<style>
-body{font:14px/1.45 system-ui,sans-serif;margin:1.5em 2em;color:#1d1d1f}
-table{border-collapse:collapse;margin:.5em 0 1.5em}
-td,th{border:1px solid #d0d0d0;padding:.2em .6em;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
-.down{color:#b00020}.up{color:#1b7f2a}.note{color:#555}
-img{max-width:100%}
-</style></head><body>
-<h1>iqa-eval capability trend</h1>
-<p class="note">{{ n_runs }} runs from {{ first }} to {{ last }}.
-Each point: mean stage-1 {{ metric|upper }} over the strategies measured for a protocol;
-dashed: the model's best system on the harder subset (stage 2).</p>
-{% for m in models %}
-<h2>{{ m.model }} · {{ m.dataset }}</h2>
-<img src="{{ m.figure }}" alt="{{ metric }} over runs for {{ m.model }}">
-<table><tr><th>latest run</th>{% for line in m.lines %}<th>{{ line }}</th>{% endfor %}</tr>
-{% for row in m.latest %}<tr><td>{{ row.panel }}</td>
-{% for value, delta, css in row.cells %}
-<td>{{ value }}{% if delta %} <span class="{{ css }}">({{ delta }})</span>{% endif %}</td>
-{% endfor %}
-</tr>
-{% endfor %}
-</table>
-{% endfor %}
-</body></html>
-"""
-)
+_TEMPLATE = ENV.get_template("trend.html")
 
 
 def _label(run: Mapping[str, Any], model: str) -> str:
