@@ -51,7 +51,7 @@ def stage2_subset(dataset: Dataset) -> str:
     """The subset stage 2 judges: ``difficult`` where ground truth is human opinion (a public
     dataset's MOS, with its std where published), ``finegrained`` for a constructed severity
     ladder such as the built-in set, which has no opinion to be hard against (see
-    :func:`iqa_eval.selection.finegrained`)."""
+    :func:`iqa_eval.sampling.uniform.finegrained`)."""
     return DIFFICULT if isinstance(dataset, PublicDataset) else FINEGRAINED
 
 
