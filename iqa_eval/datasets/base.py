@@ -8,7 +8,9 @@ loader needs (the folder checks, the digest, turning entries into items) is shar
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+import fcntl
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -146,3 +148,16 @@ class DatasetSpec:
     @property
     def name(self) -> str:
         return self.card.name
+
+
+@contextmanager
+def locked(lock_path: Path) -> Iterator[None]:
+    """Serialise building (a generated dataset, a selection manifest) between pytest-xdist
+    workers that share one cache directory."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -11,7 +11,6 @@ and checked against it on every later use; a damaged copy is rebuilt, never trus
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -20,7 +19,6 @@ import tempfile
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -28,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from iqa_eval.datasets.base import Dataset, DatasetCard
+from iqa_eval.datasets.base import Dataset, DatasetCard, locked
 from iqa_eval.distortions import distort, misalign
 from iqa_eval.experts.fr import ciede2000
 from iqa_eval.images import encode_png, pixel_hash
@@ -173,7 +171,7 @@ class BuiltinDataset(Dataset):
 
     @cached_property
     def _manifest(self) -> dict[str, object]:
-        with _locked(self.root.with_suffix(".lock")):
+        with locked(self.root.with_suffix(".lock")):
             manifest = self._verified_manifest()
             if manifest is None:
                 self._build()
@@ -330,15 +328,3 @@ def _generate() -> Iterator[tuple[str, np.ndarray, dict[str, float]]]:
 
 def _file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """Serialise building between pytest-xdist workers that share one cache directory."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -14,15 +14,13 @@ reports a user mistake (a bad copy, name or option) in one line and returns 2.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
 import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -30,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from iqa_eval.datasets.base import Dataset, DatasetError
+from iqa_eval.datasets.base import Dataset, DatasetError, locked
 from iqa_eval.datasets.public import PublicDataset
 from iqa_eval.datasets.registry import describe, load_dataset, verify
 from iqa_eval.images import ImageError
@@ -152,7 +150,7 @@ def difficult_manifest(
     key = request.key(dataset, setting, attribute)
     path = manifest_path(cache_dir, dataset, setting, attribute, key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path.with_suffix(".lock")):
+    with locked(path.with_suffix(".lock")):
         cached = _read_manifest(path, dataset, key)
         if cached is not None:
             return cached
@@ -214,16 +212,6 @@ def _write_json(path: Path, payload: object) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-@contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # -- commands ---------------------------------------------------------------------------------
