@@ -8,7 +8,8 @@ import time
 import pytest
 
 from iqa_eval.execution.cache import ResponseCache
-from iqa_eval.execution.engine import AdaptiveLimit, Engine, RetryPolicy, Unidentified
+from iqa_eval.execution.engine import Engine, Unidentified
+from iqa_eval.execution.limits import AdaptiveLimit, RetryPolicy
 from iqa_eval.models.base import (
     ModelClient,
     ModelIdentity,
