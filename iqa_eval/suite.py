@@ -63,7 +63,8 @@ class Suite:
     def __init__(self, config: RunConfig, model_factory: ModelFactory | None = None) -> None:
         self.config = config
         self.model_factory = model_factory
-        self.store = ImageStore()
+        keep = config.resolve(config.cache_dir) / "encoded" if config.use_cache else None
+        self.store = ImageStore(keep)
         self.planner = Planner(seed=config.seed, decoding=config.decoding, paper=config.paper)
         self._answers: dict[str, dict[str, Answer]] = {}
         self._plans: dict[str, Plan] = {}
