@@ -27,6 +27,7 @@ from iqa_eval.report.compare import compare_reports
 from iqa_eval.report.history import HISTORY_NAME, HistoryError, append_history, read_history
 from iqa_eval.report.html import write_html
 from iqa_eval.report.merge import MergeError, merge_reports
+from iqa_eval.report.tables import FORMATS, TablesError, tables
 from iqa_eval.report.trend import write_trend
 from iqa_eval.report.writer import HTML_NAME, write_json
 
@@ -92,6 +93,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(table.to_string(index=False, formatters=formatters, justify="left"))
     print("; ".join(notes))
     return 1 if args.fail_on_regression and bool(table["regressed"].any()) else 0
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    reports = [(path, _load_report(Path(path))) for path in args.reports]
+    for path, report in reports:
+        if report["run"].get("partial") and not args.include_partial:
+            raise CliError(
+                f"{path} is the report of a run that was cut short; pass --include-partial to table it"
+            )
+    try:
+        text = tables(reports, args.format, plcc=args.plcc)
+    except TablesError as err:
+        raise CliError(str(err)) from None
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(args.output)
+    else:
+        print(text, end="")
+    return 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -206,6 +226,19 @@ def parser() -> argparse.ArgumentParser:
         "--include-partial", action="store_true", help="accept reports of runs that were cut short"
     )
     m.set_defaults(func=cmd_compare)
+    tb = sub.add_parser("tables", help="the study's stage-1 and stage-2 tables from one or more reports")
+    tb.add_argument(
+        "reports", nargs="+", help="iqa-report.json files (one run with several models, or one per model)"
+    )
+    tb.add_argument(
+        "--format", choices=FORMATS, default="md", help="md (default), csv (long form: a row per cell), latex"
+    )
+    tb.add_argument("--plcc", action="store_true", help="show PLCC beside SRCC")
+    tb.add_argument(
+        "--include-partial", action="store_true", help="accept reports of runs that were cut short"
+    )
+    tb.add_argument("-o", "--output", help="file to write (default: standard output)")
+    tb.set_defaults(func=cmd_tables)
     g = sub.add_parser("merge", help="join the reports of shards (--iqa-shard) into the report of one run")
     g.add_argument("reports", nargs="+", help="iqa-report.json files to merge")
     g.add_argument("-o", "--output", required=True, help="merged JSON report to write (HTML beside it)")
