@@ -121,8 +121,8 @@ gates: {{ run.gates }}{% if run.get("baseline") %} · baseline: {{ run.baseline 
 {% for m in c.metrics %}<tr><td>{{ m.name }}</td><td>{{ m.value }}</td><td>{{ m.ci }}</td><td>{{ m.n }}</td><td>{{ m.aggregation }}</td><td>{{ m.note }}</td></tr>
 {% endfor %}
 </table>
-{% if c.pairwise %}<p><b>Order consistency</b> {{ c.pairwise.consistency }} · <b>position balance</b> {{ c.pairwise.bias }}
-<span class="note">(1 = the same answer in both orders / no preference for a position)</span></p>{% endif %}
+{% if c.pairwise %}<p><b>Order consistency</b> {{ c.pairwise.consistency }} · <b>position balance</b> {{ c.pairwise.balance }}
+<span class="note">(1 = the same answer in both orders / no preference for a position; the 2AFC study's position bias P_b)</span></p>{% endif %}
 {% for n in c.notes %}<p class="note">{{ n }}</p>{% endfor %}
 </div>
 {% if c.scatter %}<img src="{{ c.scatter }}" width="272" height="208" alt="prediction against ground truth">{% endif %}
@@ -256,10 +256,12 @@ def _cell_view(
     label, css = state(cell)
     metrics = cell["metrics"]
     pairwise = None
-    if "consistency" in metrics or "bias" in metrics:
+    # Reports written before the rename carry the same number as "bias".
+    balance = "position_balance" if "position_balance" in metrics else "bias"
+    if "consistency" in metrics or balance in metrics:
         pairwise = {
-            name: f"{_fmt(metrics[name]['value'])} {_ci(metrics[name])}" if name in metrics else "n/a"
-            for name in ("consistency", "bias")
+            key: f"{_fmt(metrics[name]['value'])} {_ci(metrics[name])}" if name in metrics else "n/a"
+            for key, name in (("consistency", "consistency"), ("balance", balance))
         }
     worst = worst_judged(cell)
     for w in worst:
