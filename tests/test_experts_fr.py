@@ -129,9 +129,34 @@ def test_ms_ssim_falls_monotonically_with_blur(name: str) -> None:
     assert all(a > b for a, b in pairwise(values)), values
 
 
-def test_ms_ssim_refuses_images_too_small_for_five_scales() -> None:
-    ref, dist = random_pair(1, 64)
-    with pytest.raises(ValueError, match="short side"):
+@pytest.mark.parametrize(
+    ("size", "scales"), [(176, 5), (175, 4), (192, 5), (120, 4), (64, 3), (22, 2), (11, 1)]
+)
+def test_ms_ssim_on_small_images_uses_the_scales_that_fit_with_renormalised_weights(
+    size: int, scales: int
+) -> None:
+    """Checked against the straight loop with the first weights scaled to the same sum."""
+    ref, dist = random_pair(size, size)
+    assert fr.ms_ssim_scales(size) == scales
+    kept = fr.MS_SSIM_WEIGHTS[:scales]
+    renormalised = tuple(w * sum(fr.MS_SSIM_WEIGHTS) / sum(kept) for w in kept)
+    expected = reference_ms_ssim(ref, dist, renormalised)
+    assert fr.ms_ssim(ref, dist) == pytest.approx(expected, rel=1e-9)
+    assert fr.ms_ssim(ref, ref) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_ms_ssim_on_a_small_non_square_image_follows_its_short_side() -> None:
+    ref, _ = random_pair(3, 200)
+    ref = ref[:100]  # 100 x 200: four scales fit the short side (100, 50, 25, 12)
+    dist = noise(ref, 10, 3)
+    kept = fr.MS_SSIM_WEIGHTS[:4]
+    expected = reference_ms_ssim(ref, dist, tuple(w * sum(fr.MS_SSIM_WEIGHTS) / sum(kept) for w in kept))
+    assert fr.ms_ssim(ref, dist) == pytest.approx(expected, rel=1e-9)
+
+
+def test_ms_ssim_refuses_images_smaller_than_one_ssim_window() -> None:
+    ref, dist = random_pair(1, 10)
+    with pytest.raises(ValueError, match="short side of at least 11 px"):
         fr.ms_ssim(ref, dist)
 
 

@@ -120,19 +120,35 @@ def ssim_maps(x: Grey, y: Grey) -> tuple[Grey, Grey]:
     return lum[inner], cs[inner]
 
 
+def ms_ssim_scales(short_side: int, available: int = len(MS_SSIM_WEIGHTS)) -> int:
+    """How many of the scales fit: the coarsest must keep more than the SSIM window's border."""
+    fitting = 0
+    while fitting < available and short_side >> fitting > 2 * SSIM_CROP:
+        fitting += 1
+    return fitting
+
+
 def ms_ssim(reference: Rgb, distorted: Rgb, weights: tuple[float, ...] = MS_SSIM_WEIGHTS) -> float:
     """Multi-scale SSIM (Wang et al. 2003) with 2x2 average downsampling between scales.
 
-    A negative mean contrast-structure term (anti-correlated structure) is clipped to 0 before
-    the fractional power, which would otherwise be undefined; such an image scores 0.
+    An image too small for every scale (a short side under 176 px for the standard five) is
+    measured on the finest scales that fit, with their weights renormalised to sum as before,
+    the usual practice for small images: refusing it would leave a dataset of small crops with
+    no full-reference panel at all. The coarsest scale kept takes the luminance term, as the
+    coarsest always does. A negative mean contrast-structure term (anti-correlated structure)
+    is clipped to 0 before the fractional power, which would otherwise be undefined; such an
+    image scores 0.
     """
     _check_pair(reference, distorted)
-    smallest = min(reference.shape[:2]) >> (len(weights) - 1)
-    if smallest <= 2 * SSIM_CROP:
+    short = min(reference.shape[:2])
+    fitting = ms_ssim_scales(short, len(weights))
+    if fitting == 0:
         raise ValueError(
-            f"MS-SSIM with {len(weights)} scales needs a short side of at least "
-            f"{(2 * SSIM_CROP + 1) << (len(weights) - 1)} px, got {min(reference.shape[:2])}"
+            f"MS-SSIM needs a short side of at least {2 * SSIM_CROP + 1} px (one SSIM window), got {short}"
         )
+    if fitting < len(weights):
+        kept = weights[:fitting]
+        weights = tuple(w * sum(weights) / sum(kept) for w in kept)
     x, y = luminance(reference), luminance(distorted)
     result = 1.0
     for scale, weight in enumerate(weights):

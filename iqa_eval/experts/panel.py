@@ -151,7 +151,10 @@ EXPERTS: Mapping[str, Expert] = MappingProxyType(
             Expert(
                 name="ms_ssim",
                 setting="fr",
-                description="five-scale MS-SSIM (Wang et al. 2003)",
+                description=(
+                    "MS-SSIM (Wang et al. 2003): five scales, or on images with a short side under "
+                    "176 px the scales that fit, their standard weights renormalised"
+                ),
                 raw=fr.ms_ssim,
                 higher_is_better=True,
                 to_quality=_ms_ssim_quality,
@@ -315,7 +318,7 @@ class ExpertModel(ModelClient):
         except ImageError:
             raise  # a broken file is the dataset's error: it stops the run, naming the file
         except ValueError as err:
-            # A measure that cannot take these stimuli (too small for MS-SSIM's five scales,
+            # A measure that cannot take these stimuli (too small for even one SSIM window,
             # reference and image of different sizes) is this query's failure, not the run's.
             return Answer(
                 None, error="expert_unsupported", detail=str(err), latency_s=time.perf_counter() - start
