@@ -61,7 +61,7 @@ _MAX_SHIFT_PX = 8.0
 
 _SUBPIXEL = 20
 _POLAR_ANGLES = 360
-_POLAR_RADII = 256
+_POLAR_RADII = 512
 
 
 def luminance(rgb: NDArray[np.generic]) -> Grey:
@@ -255,8 +255,9 @@ def _rotation_scale(lum_ref: Grey, lum_dist: Grey) -> Matrix:
     """
     shape = lum_ref.shape
     spectra = [_emphasised_spectrum(lum) for lum in (lum_ref, lum_dist)]
-    centre = (shape[0] // 2, shape[1] // 2)
-    radius = min(shape) // 2
+    side = spectra[0].shape[0]
+    centre = (side // 2, side // 2)
+    radius = side // 2
     polar = [
         _warp_polar(
             s, centre, radius=radius, output_shape=(_POLAR_ANGLES, _POLAR_RADII), scaling="log", order=1
@@ -286,18 +287,26 @@ def _about_centre(shape: tuple[int, ...], angle: float, scale: float) -> Matrix:
 
 
 def _emphasised_spectrum(lum: Grey) -> Grey:
-    hann, emphasis = _spectrum_filters(lum.shape)
-    magnitude = np.abs(np.fft.fftshift(np.fft.fft2(lum * hann)))
+    """The windowed image's magnitude spectrum on a square frequency grid.
+
+    An FFT of an H x W image samples frequencies in steps of 1/H and 1/W: on a non-square image
+    the spectrum's pixel grid is stretched along one axis, so a rotation of the image is not a
+    rotation of the spectrum image and the log-polar step misreads angle and scale (-2 deg came
+    out as -2.65 deg on 512 x 384 photos). Zero-padding the windowed image to a square, which
+    the Hann window makes seamless, gives equal steps on both axes.
+    """
+    side = max(lum.shape)
+    hann, emphasis = _spectrum_filters(lum.shape, side)
+    magnitude = np.abs(np.fft.fftshift(np.fft.fft2(lum * hann, s=(side, side))))
     return magnitude * emphasis
 
 
 @cache
-def _spectrum_filters(shape: tuple[int, ...]) -> tuple[Grey, Grey]:
-    """Hann window and high-pass emphasis for one image shape, built once per shape."""
+def _spectrum_filters(shape: tuple[int, ...], side: int) -> tuple[Grey, Grey]:
+    """Hann window for one image shape and high-pass emphasis for its square spectrum."""
     hann = _window("hann", shape)
-    fy = np.fft.fftshift(np.fft.fftfreq(shape[0]))[:, None]
-    fx = np.fft.fftshift(np.fft.fftfreq(shape[1]))[None, :]
-    x = np.cos(np.pi * fy) * np.cos(np.pi * fx)
+    f = np.fft.fftshift(np.fft.fftfreq(side))
+    x = np.cos(np.pi * f)[:, None] * np.cos(np.pi * f)[None, :]
     return hann, (1.0 - x) * (2.0 - x)
 
 

@@ -53,7 +53,7 @@ from iqa_eval.images import ImageError, ImageStore
 from iqa_eval.models.base import Capabilities, ModelClient, PermanentModelError
 from iqa_eval.types import SETTINGS, Answer, Protocol, Query, Setting, Stimulus
 
-VERSION = "1"
+VERSION = "2"
 """Part of every expert fingerprint: bump it whenever any measure or map changes a value."""
 
 PANEL = "panel"
