@@ -60,7 +60,7 @@ _MAX_SHIFT_PX = 8.0
 # well-aligned reference, so the pair is compared as given instead.
 
 _SUBPIXEL = 20
-_POLAR_ANGLES = 360
+_POLAR_ANGLES = 720
 _POLAR_RADII = 512
 
 
