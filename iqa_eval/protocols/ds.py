@@ -17,6 +17,7 @@ from iqa_eval.metrics import estimate_rate
 from iqa_eval.protocols.base import Aggregate, Demonstration, Plan, PlannedQuery, build_query, metric_value
 from iqa_eval.protocols.pairwise import Outcome, partners, position_balance, scale, scale_metrics
 from iqa_eval.protocols.parsing import parse_fixed
+from iqa_eval.protocols.verbal import read_verdict
 from iqa_eval.types import Decoding, Item, Judgement, Setting, Strategy
 
 PAIRS_PER_ITEM = 5
@@ -72,8 +73,7 @@ def plan(
 
 
 def parse(text: str, setting: Setting) -> Judgement:
-    del setting
-    return parse_fixed(text, 1, allowed={0.0, 1.0, 2.0})
+    return parse_fixed(text, 1, allowed={0.0, 1.0, 2.0}, prose=lambda t: read_verdict(t, setting))
 
 
 def _winner(first: str, second: str, code: int) -> str | None:

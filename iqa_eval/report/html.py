@@ -114,7 +114,7 @@ gates: {{ run.gates }}{% if run.get("baseline") %} · baseline: {{ run.baseline 
 {% if c.known_gap %}<p class="note">Known gap (expected to fail): {{ c.known_gap }}</p>{% endif %}
 {% if c.baseline %}<p class="{{ 'failed' if c.baseline.regressed else 'note' }}">{{ c.baseline_text }}</p>{% endif %}
 {% if c.selected_by %}<p class="note">Prompting system chosen by {{ c.selected_by.rule }}: {{ c.protocol }}/{{ c.strategy }}.</p>{% endif %}
-<p class="note">{{ c.n_items }} items, {{ c.n_queries }} queries, coverage {{ c.coverage }}{% if c.gate %}; gate: {{ c.gate.metric }} {{ c.gate.bound }} &gt; {{ c.gate.threshold }}, coverage ≥ {{ c.gate.min_coverage }} ({{ c.gate.source }}){% endif %}.</p>
+<p class="note">{{ c.n_items }} items, {{ c.n_queries }} queries, coverage {{ c.coverage }}{% if c.format_compliance is not none %} (in exactly the requested format: {{ c.format_compliance }}){% endif %}{% if c.gate %}; gate: {{ c.gate.metric }} {{ c.gate.bound }} &gt; {{ c.gate.threshold }}, coverage ≥ {{ c.gate.min_coverage }} ({{ c.gate.source }}){% endif %}.</p>
 <div class="cols">
 <div>
 <table><tr><th>metric</th><th>value</th><th>95% CI</th><th>n</th><th>aggregation</th><th>note</th></tr>
@@ -280,6 +280,9 @@ def _cell_view(
         "baseline_text": _baseline_text(baseline) if baseline else "",
         "selected_by": cell.get("selected_by"),
         "coverage": f"{100 * cell['coverage']:.1f}%",
+        "format_compliance": (
+            None if cell.get("format_compliance") is None else f"{100 * cell['format_compliance']:.1f}%"
+        ),
         "metrics": [
             {
                 "name": name,

@@ -51,6 +51,9 @@ def cell_record(
         "n_queries": result.n_queries,
         "n_failed": dict(result.n_failed),
         "coverage": round(result.coverage, 6),
+        "format_compliance": (
+            None if result.format_compliance is None else round(result.format_compliance, 6)
+        ),
         "primary_metric": result.primary_metric,
         "metrics": {name: metric_record(m) for name, m in result.metrics.items()},
         "gate": gate,
