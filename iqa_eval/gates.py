@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import sys
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -122,6 +123,8 @@ class _Rule:
     where: str
 
 
+# Old metric names a profile may still use, and what they are called now (the same number).
+RENAMED_METRICS = {"bias": "position_balance"}
 _KEYS = {"metric", "threshold", "bound", "min_coverage", "known_gap", "baseline_tolerance"}
 
 
@@ -192,6 +195,10 @@ def _checked(settings: Mapping[str, Any], where: str) -> dict[str, Any]:
     for key in ("metric", "known_gap"):
         if key in out and not isinstance(out[key], str):
             raise GateError(f"{where}: {key} must be a string")
+    if out.get("metric") in RENAMED_METRICS:
+        old, new = out["metric"], RENAMED_METRICS[out["metric"]]
+        warnings.warn(f"{where}: metric {old!r} is now called {new!r}; gating on {new!r}", FutureWarning, 2)
+        out["metric"] = new
     return out
 
 

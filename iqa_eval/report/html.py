@@ -115,15 +115,15 @@ gates: {{ run.gates }}{% if run.get("baseline") %} · baseline: {{ run.baseline 
 {% if c.known_gap %}<p class="note">Known gap (expected to fail): {{ c.known_gap }}</p>{% endif %}
 {% if c.baseline %}<p class="{{ 'failed' if c.baseline.regressed else 'note' }}">{{ c.baseline_text }}</p>{% endif %}
 {% if c.selected_by %}<p class="note">Prompting system chosen by {{ c.selected_by.rule }}: {{ c.protocol }}/{{ c.strategy }}.</p>{% endif %}
-<p class="note">{{ c.n_items }} items, {{ c.n_queries }} queries, coverage {{ c.coverage }}{% if c.gate %}; gate: {{ c.gate.metric }} {{ c.gate.bound }} &gt; {{ c.gate.threshold }}, coverage ≥ {{ c.gate.min_coverage }} ({{ c.gate.source }}){% endif %}.</p>
+<p class="note">{{ c.n_items }} items, {{ c.n_queries }} queries, coverage {{ c.coverage }}{% if c.format_compliance is not none %} (in exactly the requested format: {{ c.format_compliance }}){% endif %}{% if c.gate %}; gate: {{ c.gate.metric }} {{ c.gate.bound }} &gt; {{ c.gate.threshold }}, coverage ≥ {{ c.gate.min_coverage }} ({{ c.gate.source }}){% endif %}.</p>
 <div class="cols">
 <div>
 <table><tr><th>metric</th><th>value</th><th>95% CI</th><th>n</th><th>aggregation</th><th>note</th></tr>
 {% for m in c.metrics %}<tr><td>{{ m.name }}</td><td>{{ m.value }}</td><td>{{ m.ci }}</td><td>{{ m.n }}</td><td>{{ m.aggregation }}</td><td>{{ m.note }}</td></tr>
 {% endfor %}
 </table>
-{% if c.pairwise %}<p><b>Order consistency</b> {{ c.pairwise.consistency }} · <b>position balance</b> {{ c.pairwise.bias }}
-<span class="note">(1 = the same answer in both orders / no preference for a position)</span></p>{% endif %}
+{% if c.pairwise %}<p><b>Order consistency</b> {{ c.pairwise.consistency }} · <b>position balance</b> {{ c.pairwise.balance }}
+<span class="note">(1 = the same answer in both orders / no preference for a position; the 2AFC study's position bias P_b)</span></p>{% endif %}
 {% for n in c.notes %}<p class="note">{{ n }}</p>{% endfor %}
 </div>
 {% if c.scatter %}<img src="{{ c.scatter }}" width="272" height="208" alt="prediction against ground truth">{% endif %}
@@ -257,10 +257,12 @@ def _cell_view(
     label, css = state(cell)
     metrics = cell["metrics"]
     pairwise = None
-    if "consistency" in metrics or "bias" in metrics:
+    # Reports written before the rename carry the same number as "bias".
+    balance = "position_balance" if "position_balance" in metrics else "bias"
+    if "consistency" in metrics or balance in metrics:
         pairwise = {
-            name: f"{_fmt(metrics[name]['value'])} {_ci(metrics[name])}" if name in metrics else "n/a"
-            for name in ("consistency", "bias")
+            key: f"{_fmt(metrics[name]['value'])} {_ci(metrics[name])}" if name in metrics else "n/a"
+            for key, name in (("consistency", "consistency"), ("balance", balance))
         }
     worst = worst_judged(cell)
     for w in worst:
@@ -279,6 +281,9 @@ def _cell_view(
         "baseline_text": _baseline_text(baseline) if baseline else "",
         "selected_by": cell.get("selected_by"),
         "coverage": f"{100 * cell['coverage']:.1f}%",
+        "format_compliance": (
+            None if cell.get("format_compliance") is None else f"{100 * cell['format_compliance']:.1f}%"
+        ),
         "metrics": [
             {
                 "name": name,
