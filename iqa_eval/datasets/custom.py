@@ -237,7 +237,7 @@ def _card(
     whole_file = f"; attribute {attribute} for every row, given as {name}:{attribute}" if attribute else ""
     return DatasetCard(
         name=name,
-        description=f"{name}: your own data, {len(entries)} scored images listed in {path}",
+        description=f"{name}: your own data, {len(entries)} scored rows in {path}",
         license="your own data: its terms are yours",
         provenance=(
             f"{path}, read by the generic CSV layout (iqa_eval.datasets.custom, reader {VERSION})"
