@@ -260,12 +260,14 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_cache)
     d = sub.add_parser("datasets", help="list the datasets, verify a copy, build Aug-KADID")
     dsub = d.add_subparsers(dest="action", required=True)
-    dl = dsub.add_parser("list", help="the built-in's cells and the public datasets --iqa-data accepts")
+    dl = dsub.add_parser(
+        "list", help="the built-in's cells, the public datasets and your own data's CSV layout"
+    )
     dl.add_argument("--cache", default=".iqa_cache", help="cache directory (default .iqa_cache)")
     dl.set_defaults(func=cmd_datasets)
-    dv = dsub.add_parser("verify", help="check a public dataset copy: files, counts, score range")
-    dv.add_argument("name", help=f"one of {', '.join(NAMES)}")
-    dv.add_argument("path", help="the dataset folder")
+    dv = dsub.add_parser("verify", help="check a dataset copy or your own CSV: files, rows, counts, range")
+    dv.add_argument("name", help=f"one of {', '.join(NAMES)}; or NAME[:ATTRIBUTE] for your own CSV")
+    dv.add_argument("path", help="the dataset folder; or your CSV, or a folder holding labels.csv")
     dv.add_argument("--decode", action="store_true", help="also decode every image (slow)")
     dv.set_defaults(func=subsets.cmd_datasets_verify)
     da = dsub.add_parser("make-aug-kadid", help="build Aug-KADID from a KADID-10k copy")

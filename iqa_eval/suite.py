@@ -79,8 +79,8 @@ class Suite:
         datasets: dict[str, Dataset] = {builtin.name: builtin}
         options = SelectionOptions(cache_dir=cache_dir, features=self.config.features, seed=self.config.seed)
         for name, path in self.config.data:
-            folder = self.config.resolve(path)
-            datasets[name] = load_dataset(name, folder, store=self.store, selection=options)
+            dataset = load_dataset(name, self.config.resolve(path), store=self.store, selection=options)
+            datasets[dataset.name] = dataset  # ``name`` may carry an attribute: mine:color
         return datasets
 
     @cached_property
