@@ -21,6 +21,7 @@ from iqa_eval.baseline import DEFAULT_TOLERANCE
 from iqa_eval.cache import ResponseCache, export_replay
 from iqa_eval.datasets.builtin import BuiltinDataset
 from iqa_eval.datasets.registry import NAMES
+from iqa_eval.gates_init import DEFAULT_MARGIN, profile_text
 from iqa_eval.models.measurements import MeasurementCache
 from iqa_eval.models.replay import ReplayError
 from iqa_eval.report.compare import compare_reports
@@ -157,6 +158,25 @@ def cmd_bless(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gates_init(args: argparse.Namespace) -> int:
+    report = _load_report(Path(args.report))
+    if report["run"].get("partial") or report["run"].get("shard"):
+        raise CliError(f"{args.report} is not a whole run; adopt the gate from the report of a whole run")
+    if not 0 <= args.margin < 1:
+        raise CliError(f"--margin must lie in [0, 1), got {args.margin}")
+    out = Path(args.to)
+    if out.exists() and not args.force:
+        raise CliError(f"{out} exists; pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(profile_text(report, str(args.report), args.margin), encoding="utf-8")
+    outcomes = report["run"].get("outcomes") or {}
+    print(
+        f"{out}: {outcomes.get('passed', 0)} passed cells held to their bound less {args.margin:g}, "
+        f"{outcomes.get('failed', 0)} failed cells as known gaps; use it with --iqa-gates={out}"
+    )
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     cache = ResponseCache(args.cache)
     measurements = MeasurementCache(args.cache)
@@ -252,6 +272,19 @@ def parser() -> argparse.ArgumentParser:
     bless.add_argument("report", help="iqa-report.json of a whole run")
     bless.add_argument("--to", help=f"baseline file (default {BASELINES}/<models>.json)")
     bless.set_defaults(func=cmd_bless)
+    gt = sub.add_parser("gates", help="gate profiles for --iqa-gates")
+    gt_sub = gt.add_subparsers(dest="action", required=True)
+    gi = gt_sub.add_parser("init", help="write a profile that holds a model to what a run measured")
+    gi.add_argument("report", help="iqa-report.json of a whole run")
+    gi.add_argument("--to", default="iqa-gates.toml", help="profile to write (default iqa-gates.toml)")
+    gi.add_argument(
+        "--margin",
+        type=float,
+        default=DEFAULT_MARGIN,
+        help=f"how far under its measured bound a passed cell's threshold goes (default {DEFAULT_MARGIN})",
+    )
+    gi.add_argument("--force", action="store_true", help="replace an existing profile")
+    gi.set_defaults(func=cmd_gates_init)
     c = sub.add_parser("cache", help="inspect, clear or export the response cache")
     c.add_argument("action", choices=["stats", "clear", "export"])
     c.add_argument("file", nargs="?", help="export: the JSON Lines replay file to write")
