@@ -19,6 +19,7 @@ import pandas as pd
 from iqa_eval.datasets.builtin import BuiltinDataset
 from iqa_eval.datasets.registry import NAMES
 from iqa_eval.evaluation.baseline import DEFAULT_TOLERANCE
+from iqa_eval.evaluation.gates_init import DEFAULT_MARGIN, profile_text
 from iqa_eval.execution.cache import ResponseCache, export_replay
 from iqa_eval.models.measurements import MeasurementCache
 from iqa_eval.models.replay import ReplayError
@@ -26,6 +27,7 @@ from iqa_eval.report.compare import compare_reports
 from iqa_eval.report.history import HISTORY_NAME, HistoryError, append_history, read_history
 from iqa_eval.report.html import write_html
 from iqa_eval.report.merge import MergeError, merge_reports
+from iqa_eval.report.tables import FORMATS, TablesError, tables
 from iqa_eval.report.trend import write_trend
 from iqa_eval.report.writer import HTML_NAME, write_json
 from iqa_eval.sampling import subsets
@@ -94,6 +96,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if args.fail_on_regression and bool(table["regressed"].any()) else 0
 
 
+def cmd_tables(args: argparse.Namespace) -> int:
+    reports = [(path, _load_report(Path(path))) for path in args.reports]
+    for path, report in reports:
+        if report["run"].get("partial") and not args.include_partial:
+            raise CliError(
+                f"{path} is the report of a run that was cut short; pass --include-partial to table it"
+            )
+    try:
+        text = tables(reports, args.format, plcc=args.plcc)
+    except TablesError as err:
+        raise CliError(str(err)) from None
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(args.output)
+    else:
+        print(text, end="")
+    return 0
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     reports = [(path, _load_report(Path(path))) for path in args.reports]
     try:
@@ -134,6 +155,25 @@ def cmd_bless(args: argparse.Namespace) -> int:
     blessed["run"] = {**run, "blessed_from": str(args.report)}
     write_json(out, blessed)
     print(f"{out}: baseline of {len(report['cells'])} cells; use it with --iqa-baseline {out}")
+    return 0
+
+
+def cmd_gates_init(args: argparse.Namespace) -> int:
+    report = _load_report(Path(args.report))
+    if report["run"].get("partial") or report["run"].get("shard"):
+        raise CliError(f"{args.report} is not a whole run; adopt the gate from the report of a whole run")
+    if not 0 <= args.margin < 1:
+        raise CliError(f"--margin must lie in [0, 1), got {args.margin}")
+    out = Path(args.to)
+    if out.exists() and not args.force:
+        raise CliError(f"{out} exists; pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(profile_text(report, str(args.report), args.margin), encoding="utf-8")
+    outcomes = report["run"].get("outcomes") or {}
+    print(
+        f"{out}: {outcomes.get('passed', 0)} passed cells held to their bound less {args.margin:g}, "
+        f"{outcomes.get('failed', 0)} failed cells as known gaps; use it with --iqa-gates={out}"
+    )
     return 0
 
 
@@ -206,6 +246,19 @@ def parser() -> argparse.ArgumentParser:
         "--include-partial", action="store_true", help="accept reports of runs that were cut short"
     )
     m.set_defaults(func=cmd_compare)
+    tb = sub.add_parser("tables", help="the study's stage-1 and stage-2 tables from one or more reports")
+    tb.add_argument(
+        "reports", nargs="+", help="iqa-report.json files (one run with several models, or one per model)"
+    )
+    tb.add_argument(
+        "--format", choices=FORMATS, default="md", help="md (default), csv (long form: a row per cell), latex"
+    )
+    tb.add_argument("--plcc", action="store_true", help="show PLCC beside SRCC")
+    tb.add_argument(
+        "--include-partial", action="store_true", help="accept reports of runs that were cut short"
+    )
+    tb.add_argument("-o", "--output", help="file to write (default: standard output)")
+    tb.set_defaults(func=cmd_tables)
     g = sub.add_parser("merge", help="join the reports of shards (--iqa-shard) into the report of one run")
     g.add_argument("reports", nargs="+", help="iqa-report.json files to merge")
     g.add_argument("-o", "--output", required=True, help="merged JSON report to write (HTML beside it)")
@@ -219,6 +272,19 @@ def parser() -> argparse.ArgumentParser:
     bless.add_argument("report", help="iqa-report.json of a whole run")
     bless.add_argument("--to", help=f"baseline file (default {BASELINES}/<models>.json)")
     bless.set_defaults(func=cmd_bless)
+    gt = sub.add_parser("gates", help="gate profiles for --iqa-gates")
+    gt_sub = gt.add_subparsers(dest="action", required=True)
+    gi = gt_sub.add_parser("init", help="write a profile that holds a model to what a run measured")
+    gi.add_argument("report", help="iqa-report.json of a whole run")
+    gi.add_argument("--to", default="iqa-gates.toml", help="profile to write (default iqa-gates.toml)")
+    gi.add_argument(
+        "--margin",
+        type=float,
+        default=DEFAULT_MARGIN,
+        help=f"how far under its measured bound a passed cell's threshold goes (default {DEFAULT_MARGIN})",
+    )
+    gi.add_argument("--force", action="store_true", help="replace an existing profile")
+    gi.set_defaults(func=cmd_gates_init)
     c = sub.add_parser("cache", help="inspect, clear or export the response cache")
     c.add_argument("action", choices=["stats", "clear", "export"])
     c.add_argument("file", nargs="?", help="export: the JSON Lines replay file to write")
@@ -227,12 +293,14 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_cache)
     d = sub.add_parser("datasets", help="list the datasets, verify a copy, build Aug-KADID")
     dsub = d.add_subparsers(dest="action", required=True)
-    dl = dsub.add_parser("list", help="the built-in's cells and the public datasets --iqa-data accepts")
+    dl = dsub.add_parser(
+        "list", help="the built-in's cells, the public datasets and your own data's CSV layout"
+    )
     dl.add_argument("--cache", default=".iqa_cache", help="cache directory (default .iqa_cache)")
     dl.set_defaults(func=cmd_datasets)
-    dv = dsub.add_parser("verify", help="check a public dataset copy: files, counts, score range")
-    dv.add_argument("name", help=f"one of {', '.join(NAMES)}")
-    dv.add_argument("path", help="the dataset folder")
+    dv = dsub.add_parser("verify", help="check a dataset copy or your own CSV: files, rows, counts, range")
+    dv.add_argument("name", help=f"one of {', '.join(NAMES)}; or NAME[:ATTRIBUTE] for your own CSV")
+    dv.add_argument("path", help="the dataset folder; or your CSV, or a folder holding labels.csv")
     dv.add_argument("--decode", action="store_true", help="also decode every image (slow)")
     dv.set_defaults(func=subsets.cmd_datasets_verify)
     da = dsub.add_parser("make-aug-kadid", help="build Aug-KADID from a KADID-10k copy")

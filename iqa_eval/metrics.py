@@ -28,13 +28,20 @@ IntArray = npt.NDArray[np.int64]
 Codes = npt.NDArray[np.intp]
 RowStatistic = Callable[[FloatArray, FloatArray], FloatArray]
 """A correlation on every row of a batch (one row per resample); nan where undefined."""
+Resampling = Callable[[FloatArray, FloatArray], RowStatistic]
+"""The row statistic for resamples of one data set (it may start from what the full data give)."""
 GroupStatistic = Callable[[FloatArray, FloatArray, Codes], tuple[FloatArray, str]]
 """A correlation inside every group (codes 0..g-1), nan where a group carries no information,
 with the note that says how groups were counted."""
 PointStatistic = Callable[[FloatArray, FloatArray], tuple[float, str]]
 """A correlation on well-posed data, with the note a report must carry with it."""
+Start = tuple[float, float, float, float]
 
 FIT_FAILED = "logistic fit failed; PLCC on raw values"
+# Extra starts of the logistic fit: centre at these quantiles of the predictions, slope width
+# these multiples of their standard deviation (the study's own start is always tried first).
+_START_QUANTILES = (0.25, 0.5, 0.75)
+_START_WIDTHS = (0.05, 0.25, 1.0)
 # Upper bound on resampled values held in memory at once (rows x items).
 _CHUNK_ELEMENTS = 2_000_000
 
@@ -228,38 +235,79 @@ def _logistic4_jacobian(x: FloatArray, b1: float, b2: float, b3: float, b4: floa
     return np.column_stack([s, 1.0 - s, -slope / scale, -slope * z / scale * np.sign(b4)])
 
 
-def fit_logistic(pred: npt.ArrayLike, truth: npt.ArrayLike) -> tuple[float, float, float, float] | None:
-    """Least-squares logistic map, or None when there is no usable fit.
+def logistic_starts(x: FloatArray, y: FloatArray) -> list[Start]:
+    """Where the fit starts: the study's point first, then a spread of centres and slopes.
 
-    A fit fails when it cannot start (fewer than 4 items, constant or non-finite input),
-    does not converge (typical for nearly linear data: the curve keeps stretching towards a
-    line), or ends flat. The covariance warning is silenced, not treated as failure: it
-    concerns parameter uncertainty, which is never used, and it fires on perfect fits.
+    One start is not enough: from the study's start (centre at the mean, slope a quarter of
+    the spread) the least-squares surface often leads to a worse local optimum, or to no
+    convergence at all, when the true centre lies in a tail or the curve is much steeper or
+    flatter than that guess. Every start is increasing (b1 = max y above b2 = min y).
+    """
+    top, bottom, spread = float(y.max()), float(y.min()), float(x.std())
+    starts: list[Start] = [(top, bottom, float(x.mean()), spread / 4.0)]
+    for q in _START_QUANTILES:
+        for width in _START_WIDTHS:
+            starts.append((top, bottom, float(np.quantile(x, q)), spread * width))
+    return starts
+
+
+def fit_logistic(
+    pred: npt.ArrayLike, truth: npt.ArrayLike, starts: Sequence[Start] | None = None
+) -> tuple[float, float, float, float] | None:
+    """The increasing least-squares logistic map with the least error over several starts, or
+    None when no start gives a usable one.
+
+    Increasing because the suite orients every prediction higher-is-better: a map allowed to
+    decrease would turn a reversed predictor into a high PLCC (SRCC -1, PLCC +0.98 was seen),
+    and a gate on PLCC would pass it. A start that ends decreasing is dropped, so a reversed
+    predictor usually has no fit and falls back to raw Pearson, which keeps its sign; and no
+    increasing map can make an exactly reversed predictor correlate positively (Chebyshev's
+    sum inequality).
+
+    A start fails when it does not converge (typical for nearly linear data: the curve keeps
+    stretching towards a line), ends flat, or ends decreasing. ``starts`` replaces the default
+    spread (the bootstrap passes the full-data optimum and the study's start). The covariance
+    warning is silenced, not treated as failure: it concerns parameter uncertainty, which is
+    never used, and it fires on perfect fits.
     """
     x, y = _as_pair(pred, truth)
     if x.size < 4 or _undefined_reason(x, y):
         return None
-    start = [float(y.max()), float(y.min()), float(x.mean()), float(x.std()) / 4.0]
+    best: tuple[float, float, float, float] | None = None
+    best_sse = math.inf
+    for start in logistic_starts(x, y) if starts is None else starts:
+        params = _fit_from(x, y, start)
+        if params is None:
+            continue
+        sse = float(np.sum((logistic4(x, *params) - y) ** 2))
+        if sse < best_sse:
+            best, best_sse = params, sse
+    return best
+
+
+def _fit_from(x: FloatArray, y: FloatArray, start: Start) -> tuple[float, float, float, float] | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OptimizeWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
         try:
-            params, _ = curve_fit(logistic4, x, y, p0=start, jac=_logistic4_jacobian)
+            params, _ = curve_fit(logistic4, x, y, p0=list(start), jac=_logistic4_jacobian)
         except (RuntimeError, ValueError):
             return None
     b1, b2, b3, b4 = (float(p) for p in params)
-    if not all(math.isfinite(b) for b in (b1, b2, b3, b4)) or b4 == 0.0:
+    if not all(math.isfinite(b) for b in (b1, b2, b3, b4)) or b4 == 0.0 or b1 <= b2:
         return None
     if _is_constant(logistic4(x, b1, b2, b3, b4)):
         return None
-    return b1, b2, b3, b4
+    return b1, b2, b3, abs(b4)
 
 
-def plcc(pred: npt.ArrayLike, truth: npt.ArrayLike) -> tuple[float, bool]:
+def plcc(
+    pred: npt.ArrayLike, truth: npt.ArrayLike, starts: Sequence[Start] | None = None
+) -> tuple[float, bool]:
     """Pearson after the logistic map; the flag says whether the map was fitted, because a
     raw-value Pearson is a different number that a report must label."""
     x, y = _as_pair(pred, truth)
-    params = fit_logistic(x, y)
+    params = fit_logistic(x, y, starts)
     if params is None:
         return pearson(x, y), False
     return pearson(logistic4(x, *params), y), True
@@ -348,10 +396,27 @@ def _plcc_groups(x: FloatArray, y: FloatArray, codes: Codes) -> tuple[FloatArray
     return values, _group_note(values, mapped, codes, "pooled fit" if params is not None else "fit failed")
 
 
-def _plcc_rows(x: FloatArray, y: FloatArray) -> FloatArray:
+def _plcc_rows(x: FloatArray, y: FloatArray, starts: Sequence[Start] | None = None) -> FloatArray:
     """PLCC refits the logistic on every resample: the fit is part of the estimator, and
     reusing the full-data fit would understate the interval."""
-    return np.array([plcc(xr, yr)[0] for xr, yr in zip(x, y, strict=True)])
+    return np.array([plcc(xr, yr, starts)[0] for xr, yr in zip(x, y, strict=True)])
+
+
+def _bootstrap_plcc(x: FloatArray, y: FloatArray) -> RowStatistic:
+    """PLCC for resamples, started from the full-data optimum and the study's start only.
+
+    A resample's optimum lies near the full-data one, so two starts find it at a fifth of the
+    cost of the full spread, which matters a thousand times per interval.
+    """
+    starts = logistic_starts(x, y)[:1]
+    params = fit_logistic(x, y)
+    if params is not None:
+        starts.insert(0, params)
+    return lambda xr, yr: _plcc_rows(xr, yr, starts)
+
+
+def _same_rows(kernel: RowStatistic) -> Resampling:
+    return lambda x, y: kernel
 
 
 def _rank_point(kernel: RowStatistic) -> PointStatistic:
@@ -371,7 +436,8 @@ class Kernel:
     """One correlation, in the three shapes its users need, all giving the same numbers.
 
     ``point`` is the value a cell reports on all its items (with a note), ``rows`` the value on
-    every resample of a bootstrap, ``groups`` the values inside groups that a local mean
+    every row of a batch, ``resample`` the row statistic a bootstrap of given data uses (PLCC
+    starts its fits from the full data's), ``groups`` the values inside groups that a local mean
     averages. The protocols' aggregation (through ``correlation`` and ``estimate_correlation``)
     and the baseline's paired bootstrap both compute from this table, so the number a
     regression check recomputes is the number the gate judged.
@@ -379,13 +445,24 @@ class Kernel:
 
     point: PointStatistic
     rows: RowStatistic
+    resample: Resampling
     groups: GroupStatistic
 
 
 KERNELS: Mapping[str, Kernel] = {
-    "srcc": Kernel(_rank_point(_spearman_rows), _spearman_rows, _rank_groups(_spearman_rows, True)),
-    "krcc": Kernel(_rank_point(_kendall_rows), _kendall_rows, _rank_groups(_kendall_rows, False)),
-    "plcc": Kernel(_plcc_point, _plcc_rows, _plcc_groups),
+    "srcc": Kernel(
+        _rank_point(_spearman_rows),
+        _spearman_rows,
+        _same_rows(_spearman_rows),
+        _rank_groups(_spearman_rows, True),
+    ),
+    "krcc": Kernel(
+        _rank_point(_kendall_rows),
+        _kendall_rows,
+        _same_rows(_kendall_rows),
+        _rank_groups(_kendall_rows, False),
+    ),
+    "plcc": Kernel(_plcc_point, _plcc_rows, _bootstrap_plcc, _plcc_groups),
 }
 METRICS = tuple(KERNELS)
 
@@ -485,7 +562,7 @@ def _resampled_means(values: FloatArray, rng: np.random.Generator, n_resamples: 
 def _resampled_correlations(
     name: str, x: FloatArray, y: FloatArray, rng: np.random.Generator, n_resamples: int
 ) -> FloatArray:
-    kernel = KERNELS[name].rows
+    kernel = KERNELS[name].resample(x, y)
     n, step = x.size, _chunk_rows(x.size)
     parts = []
     for done in range(0, n_resamples, step):

@@ -167,6 +167,9 @@ class Judgement:
     values: tuple[float, ...] | None
     failure: str | None = None
     description: str = ""
+    compliant: bool = False
+    """Whether the answer was in exactly the requested format (a drifted but unambiguous
+    answer still has values, and counts for coverage but not for format compliance)."""
 
     @property
     def ok(self) -> bool:
@@ -246,8 +249,18 @@ class CellResult:
     predictions: tuple[Prediction, ...] = ()
     examples: tuple[Example, ...] = ()
     notes: tuple[str, ...] = ()
+    n_compliant: int | None = None
+    """Answers in exactly the requested format; None where answers were not text (levels)."""
 
     @property
     def coverage(self) -> float:
         failed = sum(self.n_failed.values())
         return 1.0 - failed / self.n_queries if self.n_queries else 0.0
+
+    @property
+    def format_compliance(self) -> float | None:
+        """Share of queries answered in exactly the requested format, beside coverage (the share
+        answered unambiguously in any format): the gap is format drift, not misjudgement."""
+        if self.n_compliant is None or not self.n_queries:
+            return None
+        return self.n_compliant / self.n_queries

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from fake_openai import accurate_responder, fake_openai, reversed_responder  # noqa: F401
+from hypothesis import settings
 
 from iqa_eval.datasets.builtin import BuiltinDataset
 
@@ -18,6 +19,12 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 REPO = Path(__file__).resolve().parents[1]
 
 pytest_plugins = ["pytester"]
+
+# Hypothesis's default 200 ms deadline measures the machine, not the code: on a busy two-core
+# runner a correct example can take longer and the test fails. Every property here runs
+# without one; a test that sets its own settings inherits this unless it says otherwise.
+settings.register_profile("iqa", deadline=None)
+settings.load_profile("iqa")
 
 
 @pytest.fixture(scope="session")

@@ -153,6 +153,29 @@ class Held:
         return self.responder(request)
 
 
+class WellFormed:
+    """Answers every suite query in its template's format, with values drawn from a hash of the
+    request: parseable like a model that follows the format, and costing the server next to
+    nothing (the benchmarks measure the client, not the answers)."""
+
+    def __init__(self) -> None:
+        self._patterns = _template_patterns()
+
+    def __call__(self, request: dict[str, Any]) -> str:
+        text = prompt_text(request)
+        template = next((t for pattern, t in self._patterns if pattern.fullmatch(text)), None)
+        if template is None:
+            raise ValueError("the prompt is none of the suite's templates")
+        draw = random.Random(hashlib.sha256(json.dumps(request, sort_keys=True).encode()).digest())
+        if template.protocol == "ss":
+            return f"Score: {draw.randint(0, 100)}"
+        if template.protocol == "ds":
+            return f"Score: {draw.randint(0, 1)}"
+        ranks = [0, 1, 2, 3]
+        draw.shuffle(ranks)
+        return "Score: " + ", ".join(map(str, ranks))
+
+
 class ExpertResponder:
     """A classical expert answering chat requests (see the module docstring for why)."""
 
@@ -519,8 +542,15 @@ def reversed_responder(tmp_path_factory: pytest.TempPathFactory) -> ExpertRespon
 def main() -> None:
     parser = argparse.ArgumentParser(description="serve a fake OpenAI API until standard input closes")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument(
+        "--answers",
+        choices=("constant", "well-formed"),
+        default="constant",
+        help="'Score: 50' to everything, or answers in each query's own format",
+    )
     args = parser.parse_args()
-    server = FakeOpenAI(latency_s=args.latency).start()
+    responder = WellFormed() if args.answers == "well-formed" else constant("Score: 50")
+    server = FakeOpenAI(responder=responder, latency_s=args.latency).start()
     print(server.url, flush=True)
     sys.stdin.read()
     server.stop()

@@ -78,7 +78,9 @@ def test_ds_perfect_judge():
     result = ds.aggregate(plan, answer_all(plan, perfect_ds), seed=0, n_resamples=200)
     m = result.metrics
     assert m["accuracy"].value == 1.0 and m["consistency"].value == 1.0
-    assert m["bias"].value == pytest.approx(1.0)
+    assert m["position_balance"].value == pytest.approx(1.0)
+    assert "bias" not in m
+    assert m["position_balance"].note.startswith("1 = no position preference")
     # Five random partners per item leave some pairs unasked: a perfect judge still cannot
     # separate two items with the same wins and losses. That is the design's ceiling.
     assert 0.9 < m["srcc"].value <= 1.0
@@ -88,7 +90,7 @@ def test_ds_judge_that_always_says_first_is_inconsistent_and_biased():
     plan = ds.plan(items(), "nr", "standard", None, Decoding(), True, seed=0)
     result = ds.aggregate(plan, answer_all(plan, lambda q: Judgement((1.0,))), seed=0, n_resamples=200)
     m = result.metrics
-    assert m["consistency"].value == 0.0 and m["bias"].value == 0.0
+    assert m["consistency"].value == 0.0 and m["position_balance"].value == 0.0
     assert m["accuracy"].value == pytest.approx(0.5)
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 from photos import PHOTOS, Rgb, blur, noise, photo
 from scipy import ndimage
-from skimage import color, filters, metrics, registration, transform, util
+from skimage import color, data, filters, metrics, registration, transform, util
 
 from iqa_eval.experts import fr
 
@@ -129,9 +129,34 @@ def test_ms_ssim_falls_monotonically_with_blur(name: str) -> None:
     assert all(a > b for a, b in pairwise(values)), values
 
 
-def test_ms_ssim_refuses_images_too_small_for_five_scales() -> None:
-    ref, dist = random_pair(1, 64)
-    with pytest.raises(ValueError, match="short side"):
+@pytest.mark.parametrize(
+    ("size", "scales"), [(176, 5), (175, 4), (192, 5), (120, 4), (64, 3), (22, 2), (11, 1)]
+)
+def test_ms_ssim_on_small_images_uses_the_scales_that_fit_with_renormalised_weights(
+    size: int, scales: int
+) -> None:
+    """Checked against the straight loop with the first weights scaled to the same sum."""
+    ref, dist = random_pair(size, size)
+    assert fr.ms_ssim_scales(size) == scales
+    kept = fr.MS_SSIM_WEIGHTS[:scales]
+    renormalised = tuple(w * sum(fr.MS_SSIM_WEIGHTS) / sum(kept) for w in kept)
+    expected = reference_ms_ssim(ref, dist, renormalised)
+    assert fr.ms_ssim(ref, dist) == pytest.approx(expected, rel=1e-9)
+    assert fr.ms_ssim(ref, ref) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_ms_ssim_on_a_small_non_square_image_follows_its_short_side() -> None:
+    ref, _ = random_pair(3, 200)
+    ref = ref[:100]  # 100 x 200: four scales fit the short side (100, 50, 25, 12)
+    dist = noise(ref, 10, 3)
+    kept = fr.MS_SSIM_WEIGHTS[:4]
+    expected = reference_ms_ssim(ref, dist, tuple(w * sum(fr.MS_SSIM_WEIGHTS) / sum(kept) for w in kept))
+    assert fr.ms_ssim(ref, dist) == pytest.approx(expected, rel=1e-9)
+
+
+def test_ms_ssim_refuses_images_smaller_than_one_ssim_window() -> None:
+    ref, dist = random_pair(1, 10)
+    with pytest.raises(ValueError, match="short side of at least 11 px"):
         fr.ms_ssim(ref, dist)
 
 
@@ -226,6 +251,51 @@ def test_registered_ssim_undoes_known_misalignment(name: str, distortion: str) -
         assert plain_error > 0.09, "the misalignment must matter for the test to mean anything"
         # What is left is the softening of two resamplings (the test's and the registration's).
         assert registered_error < min(0.08, 0.4 * plain_error), (angle, scale, shift)
+
+
+def native_photo(name: str) -> Rgb:
+    """Non-square photos at their native size: Aug-KADID's 512 x 384, and chelsea's 451 x 300."""
+    if name == "astronaut":
+        return np.ascontiguousarray(data.astronaut()[64:448, :, :3])
+    return np.ascontiguousarray(data.chelsea()[..., :3])
+
+
+NON_SQUARE_MISALIGNMENTS = [
+    (-2.0, 1.0, (0.0, 0.0)),
+    (1.5, 1.0, (2.0, -1.0)),
+    (-1.5, 1.02, (3.0, 1.5)),
+    (2.5, 0.98, (-2.0, 2.0)),
+    (0.0, 1.03, (0.0, 0.0)),
+]
+
+
+@pytest.mark.parametrize("name", ["astronaut", "chelsea"])
+def test_registration_on_non_square_photos_recovers_known_transforms(name: str) -> None:
+    """Angle within 0.2 deg, scale within 0.002, and registered SSIM within 0.01 of the oracle:
+    SSIM to the shown reference warped back with the true transform. On an FFT with unequal
+    axes the log-polar step misread -2 deg as -2.65 deg before the spectrum was made square."""
+    ref = native_photo(name)
+    dist = noise(blur(ref, 1.0), 5)
+    for angle, scale, shift in NON_SQUARE_MISALIGNMENTS:
+        moved = misalign(ref, angle, scale, shift)
+        inverse_map = fr._rotation_scale(fr.luminance(moved), fr.luminance(dist))
+        # The map takes the distorted image's grid to the shown reference's, so it undoes the
+        # misalignment: its angle and scale are the inverse of the ones applied.
+        estimated_angle = -np.rad2deg(np.arctan2(inverse_map[1, 0], inverse_map[0, 0]))
+        estimated_scale = 1.0 / float(np.hypot(inverse_map[0, 0], inverse_map[1, 0]))
+        assert estimated_angle == pytest.approx(angle, abs=0.2), (angle, scale, shift)
+        assert estimated_scale == pytest.approx(scale, abs=0.002), (angle, scale, shift)
+        centre = np.array([ref.shape[1] - 1, ref.shape[0] - 1]) / 2
+        true_map = (
+            transform.SimilarityTransform(translation=-centre)
+            + transform.SimilarityTransform(rotation=np.deg2rad(angle), scale=scale)
+            + transform.SimilarityTransform(translation=centre + np.array(shift))
+        )
+        back = transform.warp(moved, true_map.inverse, order=3, mode="edge", preserve_range=True)
+        oracle = fr.ssim(
+            fr.crop_border(np.clip(np.rint(back), 0, 255).astype(np.uint8)), fr.crop_border(dist)
+        )
+        assert fr.registered_ssim(moved, dist) == pytest.approx(oracle, abs=0.01), (angle, scale, shift)
 
 
 @pytest.mark.parametrize("name", PHOTOS)

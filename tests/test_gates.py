@@ -107,3 +107,14 @@ def test_shipped_default_profile_loads():
 
     profile = GateProfile.load(Path(__file__).parents[1] / "fixtures" / "gates" / "default.toml")
     assert profile.defaults.min_coverage == 0.9
+
+
+def test_a_profile_gating_on_the_old_bias_name_gates_position_balance(tmp_path):
+    path = write(tmp_path, '[[gate]]\nmodels = "*"\nmetric = "bias"\nthreshold = 0.8\n')
+    with pytest.warns(FutureWarning, match="'bias' is now called 'position_balance'"):
+        profile = GateProfile.load(path)
+    gate = profile.gate_for(FR_COLOR)
+    assert gate.metric == "position_balance"
+    balanced = MetricValue(0.95, 0.9, 1.0, 80, "rate")
+    cell = CellResult(FR_COLOR, 80, 100, {}, {"srcc": balanced, "position_balance": balanced}, "srcc")
+    assert judge(cell, gate).passed

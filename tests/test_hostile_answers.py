@@ -36,6 +36,10 @@ FAILURES = {
     "wrong_count",
     "out_of_range",
     "invalid_ranking",
+    "conflicting",
+    "range",
+    "alternatives",
+    "hedged",
 }
 FUZZ = settings(derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

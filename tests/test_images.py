@@ -346,7 +346,7 @@ def test_store_decodes_and_encodes_once_under_concurrency(
         path = str(path_a if i % 2 else path_b)
         try:
             barrier.wait()
-            results.append((store.stimulus(path), store.png(path)))
+            results.append((store.stimulus(path), store.png(path, "png9")))  # png9 is always encoded
         except BaseException as exc:  # surfaced below; a thread cannot fail the test itself
             errors.append(exc)
 
@@ -375,9 +375,11 @@ def test_store_serves_cached_objects(tmp_path: Path) -> None:
     assert store.pixels(str(path)) is first
     assert not first.flags.writeable
     assert store.png(path) is store.png(path)
+    assert store.png(path, "png9") is store.png(path, "png9")
     assert store.stimulus(path) == Stimulus(str(path), pixel_hash(arr), 11, 9)
-    assert (store.decode_count, store.encode_count) == (1, 1)
-    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(store.png(path)))), arr)
+    assert (store.decode_count, store.encode_count) == (1, 1)  # the file itself travels as "png"
+    for encoding in ("png", "png9"):
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(store.png(path, encoding)))), arr)
 
 
 def test_store_propagates_image_errors(tmp_path: Path) -> None:
@@ -385,3 +387,103 @@ def test_store_propagates_image_errors(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="file not found"):
         store.png(tmp_path / "missing.png")
     assert store.decode_count == 0
+
+
+# ------------------------------------------------------------- what travels to a model
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _with_chunk(png: bytes, kind: bytes, body: bytes) -> bytes:
+    """The PNG with one more chunk right after IHDR (8-byte signature + 25-byte IHDR chunk)."""
+    return png[:33] + _chunk(kind, body) + png[33:]
+
+
+RGB = np.random.default_rng(5).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+
+
+def _pil_png(rgb: NDArray[np.uint8], **options: object) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", **options)
+    return buf.getvalue()
+
+
+def test_a_plain_rgb_png_is_sendable_as_it_is() -> None:
+    for level in (0, 1, 6, 9):
+        assert images.sendable_png(_pil_png(RGB, compress_level=level))
+    assert images.sendable_png(encode_png(RGB))
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        (b"gAMA", struct.pack(">I", 45455)),  # a decoder may apply the gamma
+        (b"sRGB", b"\x00"),
+        (b"iCCP", b"profile\x00\x00" + zlib.compress(b"icc")),
+        (b"cHRM", bytes(32)),
+        (b"tRNS", bytes(6)),  # a transparent colour key
+        (b"tEXt", b"Comment\x00gaussian blur, level 5"),  # what a dataset wrote about the image
+    ],
+)
+def test_a_png_whose_chunks_could_change_or_reveal_what_is_seen_is_re_encoded(
+    kind: bytes, body: bytes
+) -> None:
+    assert not images.sendable_png(_with_chunk(_pil_png(RGB), kind, body))
+
+
+def test_other_files_are_not_sendable() -> None:
+    png = _pil_png(RGB)
+    grey = _pil_png(RGB[..., 0])
+    rgba = _pil_png(np.dstack([RGB, np.full(RGB.shape[:2], 255, np.uint8)]))
+    jpeg = io.BytesIO()
+    Image.fromarray(RGB).save(jpeg, format="JPEG")
+    broken_crc = png[:-4] + bytes(4)
+    for data in (grey, rgba, jpeg.getvalue(), broken_crc, png + b"junk", png[:-12], b"", png[:8]):
+        assert not images.sendable_png(data)
+
+
+def test_a_sendable_file_travels_as_its_own_bytes_and_others_are_encoded_once_across_runs(
+    tmp_path: Path,
+) -> None:
+    plain, tagged = tmp_path / "plain.png", tmp_path / "tagged.png"
+    plain.write_bytes(_pil_png(RGB, compress_level=9))
+    tagged.write_bytes(_with_chunk(_pil_png(RGB), b"gAMA", struct.pack(">I", 45455)))
+    keep = tmp_path / "encoded"
+    store = ImageStore(keep)
+    assert store.png(plain) == plain.read_bytes() and store.encode_count == 0
+    sent = store.png(tagged)
+    assert sent == encode_png(RGB) and store.encode_count == 1
+    assert store.png(plain, "png9") == encode_png(RGB, 9) and store.encode_count == 2
+    assert sorted(p.name for p in keep.iterdir()) == sorted(
+        f"{pixel_hash(RGB)}.{encoding}.png" for encoding in ("png", "png9")
+    )
+    again = ImageStore(keep)  # another run, another process: the kept encodings are read
+    assert again.png(tagged) == sent and again.png(plain, "png9") == encode_png(RGB, 9)
+    assert again.encode_count == 0
+    assert ImageStore().png(tagged) == sent  # without a place to keep them, the same bytes
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    rgb=arrays(np.uint8, st.tuples(st.integers(8, 24), st.integers(8, 24), st.just(3))),
+    level=st.integers(0, 9),
+    extra=st.sampled_from([None, b"gAMA", b"tEXt", b"pHYs"]),
+    encoding=st.sampled_from(["png", "png9"]),
+)
+def test_whatever_travels_decodes_to_exactly_the_stored_pixels(rgb, level, extra, encoding) -> None:
+    data = _pil_png(rgb, compress_level=level)
+    if extra is not None:
+        data = _with_chunk(
+            data, extra, struct.pack(">I", 45455) if extra == b"gAMA" else b"k\x00v" + bytes(6)
+        )
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "im.png"
+        path.write_bytes(data)
+        sent = ImageStore().png(path, encoding)
+    with Image.open(io.BytesIO(sent)) as decoded:
+        assert decoded.mode == "RGB" and decoded.info.get("gamma") is None
+        assert np.array_equal(np.asarray(decoded), rgb)

@@ -12,6 +12,7 @@ import math
 import re
 import socket
 import ssl
+from pathlib import Path
 from typing import NamedTuple
 
 import httpx2
@@ -184,7 +185,8 @@ def test_request_sends_text_then_lossless_pngs_in_order_with_detail_and_decoding
         png = base64.b64decode(data)
         assert png == store.png(path)
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), store.pixels(path))
-    assert store.encode_count == 3
+        assert png == Path(path).read_bytes()  # a plain RGB PNG travels as its own file
+    assert store.encode_count == 0
 
 
 def test_the_request_is_the_one_the_openai_sdk_sends(images):

@@ -26,11 +26,11 @@ def _known_gap() -> dict:
     return make_cell(setting="nr", outcome="failed", gate=gate)
 
 
-def _ds_cell() -> dict:
+def _ds_cell(balance: str = "position_balance") -> dict:
     metrics = {
         "srcc": {"value": 0.7, "ci": [0.5, 0.9], "n": 2, "aggregation": "local_mean", "note": ""},
         "consistency": {"value": 0.875, "ci": [0.8, 0.95], "n": 40, "aggregation": "rate", "note": ""},
-        "bias": {"value": 0.625, "ci": [0.5, 0.75], "n": 80, "aggregation": "rate", "note": ""},
+        balance: {"value": 0.625, "ci": [0.5, 0.75], "n": 80, "aggregation": "rate", "note": ""},
     }
     return make_cell(protocol="ds", metrics=metrics)
 
@@ -87,8 +87,10 @@ def test_a_regression_is_flagged_even_on_a_known_gap():
     assert "Baseline REGRESSED: srcc 0.500 → 0.200, Δ -0.300" in page and "regressed" in page
 
 
-def test_double_stimulus_cells_show_consistency_and_position_bias():
-    page = render_html(make_report([_ds_cell()]))
+@pytest.mark.parametrize("balance", ["position_balance", "bias"])  # "bias": reports before the rename
+def test_double_stimulus_cells_show_consistency_and_position_balance(balance):
+    page = render_html(make_report([_ds_cell(balance)]))
+    assert "no preference for a position; the 2AFC study's position bias P_b" in page
     assert "Order consistency</b> 0.875 [0.800, 0.950]" in page
     assert "position balance</b> 0.625 [0.500, 0.750]" in page
 

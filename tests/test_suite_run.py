@@ -37,7 +37,7 @@ def test_default_suite_runs_end_to_end_and_reports_every_cell(shared_cache, tmp_
     for cell in stage2:
         assert cell["subset"] == "finegrained" and cell["selected_by"]["ranking"]
     ds = next(c for c in stage1 if c["protocol"] == "ds")
-    assert {"srcc", "plcc", "accuracy", "consistency", "bias"} <= set(ds["metrics"])
+    assert {"srcc", "plcc", "accuracy", "consistency", "position_balance"} <= set(ds["metrics"])
     ms = next(c for c in stage1 if c["protocol"] == "ms")
     assert {"srcc", "plcc", "krcc"} <= set(ms["metrics"])
     assert (out / "iqa-report.html").read_text().count("<h2") == len(cells)

@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 from iqa_eval.execution.usage import combine_usage
 
-COUNTS = ("queries", "unique", "cached", "sent", "failed", "retries", "rate_limited", "prompt_tokens",
-          "completion_tokens")  # fmt: skip
+COUNTS = ("queries", "unique", "cached", "sent", "requests", "failed", "retries", "rate_limited",
+          "prompt_tokens", "completion_tokens")  # fmt: skip
 
 parts = st.fixed_dictionaries(
     {
@@ -17,6 +17,8 @@ parts = st.fixed_dictionaries(
         "cost_usd": st.floats(0, 100, allow_nan=False),
         "budget_usd": st.none() | st.floats(0, 100, allow_nan=False),
         "budget_exhausted": st.booleans(),
+        "max_requests": st.none() | st.integers(0, 1000),
+        "stopped_by": st.none() | st.sampled_from(["budget", "max_requests"]),
         "price_notes": st.dictionaries(st.sampled_from(["openai:a", "openai:b"]), st.just("prices unknown")),
     }
 )
@@ -38,6 +40,9 @@ def test_counts_costs_and_failures_add_up_and_processes_without_an_engine_are_sk
     else:
         assert abs(total["budget_usd"] - sum(budgets)) < 1e-5
     assert set(total["price_notes"]) == {spec for u in usages for spec in u["price_notes"]}
+    caps = [u["max_requests"] for u in usages]
+    assert total["max_requests"] == (None if None in caps else sum(caps))
+    assert (total["stopped_by"] is None) == all(u["stopped_by"] is None for u in usages)
 
 
 def test_no_process_with_an_engine_means_no_usage():

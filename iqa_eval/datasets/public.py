@@ -23,7 +23,7 @@ import io
 import math
 import numbers
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 
@@ -210,13 +210,19 @@ def _text(path: Path) -> str:
 
 
 def csv_rows(
-    path: Path, columns: Sequence[str], *, delimiter: str = ",", header: bool = True
+    path: Path,
+    columns: Sequence[str],
+    *,
+    delimiter: str = ",",
+    header: bool = True,
+    check_header: Callable[[str, list[str]], None] | None = None,
 ) -> Iterator[tuple[str, dict[str, str]]]:
     """The rows of a delimited score file as (``file:line``, fields by column).
 
     With ``header`` the first row must name every column in ``columns`` (others may follow);
     without it, each row holds exactly ``columns``. Blank lines are skipped; any other row with
-    the wrong number of fields is an error.
+    the wrong number of fields is an error. ``check_header`` sees the header's ``file:line`` and
+    names before any row, for layouts whose columns are partly optional.
     """
     reader = csv.reader(io.StringIO(_text(path), newline=""), delimiter=delimiter)
     names: list[str] | None = None if header else list(columns)
@@ -232,6 +238,8 @@ def csv_rows(
                     f"{where}: header {','.join(names)} lacks {', '.join(missing)}; "
                     f"expected the published header {','.join(columns)}"
                 )
+            if check_header is not None:
+                check_header(where, names)
             continue
         if len(row) != len(names):
             raise DatasetError(
@@ -395,8 +403,15 @@ class PublicDataset(Dataset):
             ]
             if not members:
                 raise ValueError(f"{self.name} has no {setting}_{attribute} items; its cells: {self.cells()}")
-            self._split[(setting, attribute)] = split_demonstrations(members, self.local_in(setting))
+            self._split[(setting, attribute)] = self._hold_out(setting, members)
         return self._split[(setting, attribute)]
+
+    def _hold_out(
+        self, setting: Setting, members: Sequence[Item]
+    ) -> tuple[tuple[Item, ...], tuple[Item, ...]]:
+        """(test items, demonstration pool) of one cell's items; a layout that marks its
+        demonstrations overrides this."""
+        return split_demonstrations(members, self.local_in(setting))
 
     def _stimulus(self, path: Path, source: str) -> ListedStimulus:
         if path not in self._stimuli:

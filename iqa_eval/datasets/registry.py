@@ -3,14 +3,16 @@
 Each dataset module exports its :class:`~iqa_eval.datasets.base.DatasetSpec`; this is the list of
 them, in the order ``iqa-eval datasets list`` shows. Adding a dataset is its module and one line
 here. Importing the modules costs little: readers import what only they need (openpyxl, scipy's
-MATLAB reader) when they read.
+MATLAB reader) when they read. Any other name (``NAME`` or ``NAME:ATTRIBUTE``) with a CSV file,
+or a folder holding ``labels.csv``, is your own data in the generic layout
+(:mod:`iqa_eval.datasets.custom`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from iqa_eval.datasets import agiqa, aug_kadid, csiq, kadid, koniq, livec, spaq, spcd, tid2013, tqd
+from iqa_eval.datasets import agiqa, aug_kadid, csiq, custom, kadid, koniq, livec, spaq, spcd, tid2013, tqd
 from iqa_eval.datasets.base import DatasetError, DatasetSpec
 from iqa_eval.datasets.public import PublicDataset, SelectionOptions, load
 from iqa_eval.images import ImageError, ImageStore, load_rgb
@@ -32,6 +34,8 @@ _BY_NAME = {spec.name: spec for spec in SPECS}
 NAMES: tuple[str, ...] = tuple(_BY_NAME)
 MAX_LISTED = 20
 """Problems of one kind listed one by one before the rest are only counted."""
+BUILTIN = "builtin"
+"""The built-in dataset's name, which no other dataset may take."""
 
 
 def known(name: str) -> DatasetSpec:
@@ -45,6 +49,31 @@ def describe() -> list[tuple[str, str, str]]:
     return [(spec.name, spec.card.description, spec.layout) for spec in SPECS]
 
 
+def source(name: str, path: str | Path) -> str:
+    """The name of the dataset ``name`` and ``path`` give, checked without reading it.
+
+    A known name needs its folder; any other name, as ``NAME`` or ``NAME:ATTRIBUTE``, needs a CSV
+    file or a folder holding ``labels.csv`` (the generic layout) and a name of its own.
+    """
+    path = Path(path)
+    if name in _BY_NAME:
+        if not path.is_dir():
+            raise DatasetError(
+                f"{path} is not a directory; the {name} loader expects {_BY_NAME[name].layout}"
+            )
+        return name
+    base = name.partition(":")[0]
+    if base in _BY_NAME or base == BUILTIN:
+        kind = "the built-in dataset" if base == BUILTIN else "a public dataset, which takes no attribute"
+        raise DatasetError(f"{name!r}: {base} is {kind}; give your own data another name")
+    if custom.labels_file(path) is None:
+        raise DatasetError(
+            f"unknown dataset {name!r}; known: {', '.join(NAMES)}; for your own data, PATH must be a .csv "
+            f"file or a folder holding {custom.LABELS} ({path} is neither)"
+        )
+    return custom.parse_name(name)[0]
+
+
 def load_dataset(
     name: str,
     path: str | Path,
@@ -52,8 +81,12 @@ def load_dataset(
     store: ImageStore | None = None,
     selection: SelectionOptions | None = None,
 ) -> PublicDataset:
-    """The dataset ``name`` read from the folder ``path``; DatasetError for a bad name or copy."""
-    return load(known(name), Path(path), store=store, selection=selection)
+    """The dataset ``name`` read from ``path``: a known dataset's folder, or your own data in the
+    generic layout (``NAME`` or ``NAME:ATTRIBUTE`` and a CSV); DatasetError for a bad name or copy."""
+    if name in _BY_NAME:
+        return load(known(name), Path(path), store=store, selection=selection)
+    source(name, path)
+    return custom.load(name, Path(path), store=store, selection=selection)
 
 
 def verify(name: str, path: str | Path, *, decode: bool = False) -> list[str]:
@@ -62,14 +95,19 @@ def verify(name: str, path: str | Path, *, decode: bool = False) -> list[str]:
     Loading checks the score files row by row and that every listed image exists inside the
     root; this adds the published counts and score range, and with ``decode`` reads every
     image in full (slow: minutes for ten thousand photos). None of these datasets' authors
-    publish file checksums, so none are compared.
+    publish file checksums, so none are compared. Your own data has no published counts: it is
+    checked row by row, for cells every protocol can measure, and with ``decode`` image by image.
     """
-    spec = known(name)
-    expected = spec.counts
+    if name not in _BY_NAME:
+        source(name, path)  # a bad name or path is a usage error, not a problem of the copy
     try:
         dataset = load_dataset(name, path)
     except DatasetError as err:
         return [str(err)]
+    if name not in _BY_NAME:
+        return _decode_all(dataset) if decode else []
+    spec = known(name)
+    expected = spec.counts
     problems: list[str] = []
     keys = {e.key for e in dataset.entries}
     if expected.images is not None and len(keys) != expected.images:

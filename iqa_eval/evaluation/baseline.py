@@ -177,8 +177,8 @@ def paired_bootstrap(
         if n < 3 or not (math.isfinite(now_value) and math.isfinite(base_value)):
             return _untestable(name, tolerance, n, unit, "the metric is undefined on the shared items")
         idx = rng.integers(0, n, size=(n_resamples, n))
-        rows = KERNELS[name].rows
-        samples = rows(a[idx], y[idx]) - rows(b[idx], y[idx])
+        resample = KERNELS[name].resample
+        samples = resample(a, y)(a[idx], y[idx]) - resample(b, y)(b[idx], y[idx])
     defined = samples[np.isfinite(samples)]
     if defined.size == 0:
         return _untestable(name, tolerance, n, unit, "the metric is undefined on every resample")

@@ -127,10 +127,12 @@ def evaluate(
         metrics = {
             name: replace(m, note="; ".join(filter(None, [m.note, mark]))) for name, m in metrics.items()
         }
+    compliant = sum(judged[pq.query.key].compliant for pq in plan.queries)
     return CellResult(
         spec=spec,
         n_items=len(plan.items),
         n_queries=len(plan.queries),
+        n_compliant=compliant,
         n_failed=dict(sorted(failures.items())),
         metrics=metrics,
         primary_metric=aggregate.primary_metric,

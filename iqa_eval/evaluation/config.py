@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iqa_eval.datasets.registry import NAMES
+from iqa_eval.datasets.base import DatasetError
+from iqa_eval.datasets.registry import source
 from iqa_eval.models.base import ModelOptions
 from iqa_eval.models.pricing import PricesError, PriceTable
 from iqa_eval.types import Decoding
@@ -70,7 +71,12 @@ OPTIONS: dict[str, tuple[type, Any, str]] = {
         [DEFAULT_MODEL],
         "model spec (repeatable): expert, expert:<metric>, openai:<model>, hf:<dir or id>, replay:<file>",
     ),
-    "data": (list, [], "public dataset to add as NAME=PATH (repeatable); names: iqa-eval datasets list"),
+    "data": (
+        list,
+        [],
+        "dataset to add as NAME=PATH (repeatable): a public one (names: iqa-eval datasets list) or your "
+        "own CSV or folder holding labels.csv, as NAME=PATH or NAME:ATTRIBUTE=PATH for one attribute",
+    ),
     "features": (
         str,
         "handcrafted",
@@ -212,19 +218,23 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def parse_data(root: Path, specs: list[str]) -> tuple[tuple[str, Path], ...]:
-    """``NAME=PATH`` specs as (name, folder), checked before anything is loaded: a known name,
-    used once, and an existing folder (relative paths are taken from the project root)."""
-    parsed: dict[str, Path] = {}
+    """``NAME=PATH`` specs as (name as given, path), checked before anything is loaded: a known
+    name with its folder, or your own data as ``NAME`` or ``NAME:ATTRIBUTE`` with a CSV file or a
+    folder holding labels.csv; each dataset once (relative paths are taken from the project root)."""
+    parsed: dict[str, tuple[str, Path]] = {}
     for spec in specs:
-        name, sep, folder = (part.strip() for part in spec.partition("="))
-        if not sep or not name or not folder:
-            raise ConfigError(f"data {spec!r}: expected NAME=PATH, e.g. kadid10k=/data/kadid10k")
-        if name not in NAMES:
-            raise ConfigError(f"data {spec!r}: unknown dataset {name!r}; known: {', '.join(NAMES)}")
-        if name in parsed:
-            raise ConfigError(f"data {spec!r}: {name} is given twice")
-        path = Path(folder).expanduser()
-        if not (root / path).is_dir():
-            raise ConfigError(f"data {spec!r}: {root / path} is not a directory")
-        parsed[name] = path
-    return tuple(parsed.items())
+        name, sep, given = (part.strip() for part in spec.partition("="))
+        if not sep or not name or not given:
+            raise ConfigError(
+                f"data {spec!r}: expected NAME=PATH, e.g. kadid10k=/data/kadid10k or "
+                "mine:color=shots/labels.csv"
+            )
+        path = Path(given).expanduser()
+        try:
+            dataset = source(name, root / path)
+        except DatasetError as err:
+            raise ConfigError(f"data {spec!r}: {err}") from None
+        if dataset in parsed:
+            raise ConfigError(f"data {spec!r}: {dataset} is given twice")
+        parsed[dataset] = (name, path)
+    return tuple(parsed.values())

@@ -14,6 +14,8 @@ Profile format::
     [[gate]]                   # later rules override earlier ones for the keys they set
     models = "expert*"         # fnmatch pattern on the model spec
     select = "fr and color"    # a marker expression over the cell's markers
+    cells = "*/kadid10k/*"     # fnmatch pattern on the cell id (model/dataset/setting_attribute/
+                               # protocol/strategy/subset): dataset and subset have no markers
     metric = "srcc"            # default: the cell's primary metric
     threshold = 0.6
     baseline_tolerance = 0.05  # with --iqa-baseline: a drop the cell may show before it regresses
@@ -24,6 +26,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import sys
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -120,8 +123,11 @@ class _Rule:
     selection: _Selection | None
     settings: Mapping[str, Any]
     where: str
+    cells: str = "*"
 
 
+# Old metric names a profile may still use, and what they are called now (the same number).
+RENAMED_METRICS = {"bias": "position_balance"}
 _KEYS = {"metric", "threshold", "bound", "min_coverage", "known_gap", "baseline_tolerance"}
 
 
@@ -157,19 +163,21 @@ class GateProfile:
             raw = dict(raw)
             models = raw.pop("models", "*")
             select = raw.pop("select", None)
-            if not isinstance(models, str) or (select is not None and not isinstance(select, str)):
-                raise GateError(f"{where}: models and select must be strings")
-            rules.append(
-                _Rule(models, _Selection(select, where) if select else None, _checked(raw, where), where)
-            )
+            cells = raw.pop("cells", "*")
+            if not all(isinstance(v, str) for v in (models, cells)) or not isinstance(select, str | None):
+                raise GateError(f"{where}: models, select and cells must be strings")
+            selection = _Selection(select, where) if select else None
+            rules.append(_Rule(models, selection, _checked(raw, where), where, cells))
         return cls(defaults, rules, str(path))
 
     def gate_for(self, spec: CellSpec) -> Gate:
         markers = cell_markers(spec)
         gate = self.defaults
         for rule in self.rules:
-            if fnmatch.fnmatchcase(spec.model, rule.models) and (
-                rule.selection is None or rule.selection.matches(markers)
+            if (
+                fnmatch.fnmatchcase(spec.model, rule.models)
+                and fnmatch.fnmatchcase(spec.id, rule.cells)
+                and (rule.selection is None or rule.selection.matches(markers))
             ):
                 gate = replace(gate, **rule.settings, source=f"{rule.where}")
         return gate
@@ -192,6 +200,10 @@ def _checked(settings: Mapping[str, Any], where: str) -> dict[str, Any]:
     for key in ("metric", "known_gap"):
         if key in out and not isinstance(out[key], str):
             raise GateError(f"{where}: {key} must be a string")
+    if out.get("metric") in RENAMED_METRICS:
+        old, new = out["metric"], RENAMED_METRICS[out["metric"]]
+        warnings.warn(f"{where}: metric {old!r} is now called {new!r}; gating on {new!r}", FutureWarning, 2)
+        out["metric"] = new
     return out
 
 

@@ -63,7 +63,8 @@ class Suite:
     def __init__(self, config: RunConfig, model_factory: ModelFactory | None = None) -> None:
         self.config = config
         self.model_factory = model_factory
-        self.store = ImageStore()
+        keep = config.resolve(config.cache_dir) / "encoded" if config.use_cache else None
+        self.store = ImageStore(keep)
         self.planner = Planner(seed=config.seed, decoding=config.decoding, paper=config.paper)
         self._answers: dict[str, dict[str, Answer]] = {}
         self._plans: dict[str, Plan] = {}
@@ -78,8 +79,8 @@ class Suite:
         datasets: dict[str, Dataset] = {builtin.name: builtin}
         options = SelectionOptions(cache_dir=cache_dir, features=self.config.features, seed=self.config.seed)
         for name, path in self.config.data:
-            folder = self.config.resolve(path)
-            datasets[name] = load_dataset(name, folder, store=self.store, selection=options)
+            dataset = load_dataset(name, self.config.resolve(path), store=self.store, selection=options)
+            datasets[dataset.name] = dataset  # ``name`` may carry an attribute: mine:color
         return datasets
 
     @cached_property

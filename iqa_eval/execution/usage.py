@@ -16,6 +16,7 @@ _COUNTS = (
     "unique",
     "cached",
     "sent",
+    "requests",
     "failed",
     "retries",
     "rate_limited",
@@ -38,11 +39,16 @@ def combine_usage(parts: Iterable[Mapping[str, Any] | None]) -> dict[str, Any] |
         notes.update(part.get("price_notes", {}))
     budgets = [part.get("budget_usd") for part in present]
     budget = None if None in budgets else round(sum(float(b) for b in budgets if b is not None), 6)
+    caps = [part.get("max_requests") for part in present]
+    max_requests = None if None in caps else sum(int(c) for c in caps if c is not None)
+    stopped = [str(part["stopped_by"]) for part in present if part.get("stopped_by")]
     return {
         **{name: sum(int(part.get(name, 0)) for part in present) for name in _COUNTS},
         "failures": failures,
         "cost_usd": round(sum(float(part.get("cost_usd", 0.0)) for part in present), 6),
         "budget_usd": budget,
         "budget_exhausted": any(bool(part.get("budget_exhausted")) for part in present),
+        "max_requests": max_requests,
+        "stopped_by": stopped[0] if stopped else None,
         "price_notes": notes,
     }

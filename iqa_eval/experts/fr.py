@@ -60,8 +60,8 @@ _MAX_SHIFT_PX = 8.0
 # well-aligned reference, so the pair is compared as given instead.
 
 _SUBPIXEL = 20
-_POLAR_ANGLES = 360
-_POLAR_RADII = 256
+_POLAR_ANGLES = 720
+_POLAR_RADII = 512
 
 
 def luminance(rgb: NDArray[np.generic]) -> Grey:
@@ -120,19 +120,35 @@ def ssim_maps(x: Grey, y: Grey) -> tuple[Grey, Grey]:
     return lum[inner], cs[inner]
 
 
+def ms_ssim_scales(short_side: int, available: int = len(MS_SSIM_WEIGHTS)) -> int:
+    """How many of the scales fit: the coarsest must keep more than the SSIM window's border."""
+    fitting = 0
+    while fitting < available and short_side >> fitting > 2 * SSIM_CROP:
+        fitting += 1
+    return fitting
+
+
 def ms_ssim(reference: Rgb, distorted: Rgb, weights: tuple[float, ...] = MS_SSIM_WEIGHTS) -> float:
     """Multi-scale SSIM (Wang et al. 2003) with 2x2 average downsampling between scales.
 
-    A negative mean contrast-structure term (anti-correlated structure) is clipped to 0 before
-    the fractional power, which would otherwise be undefined; such an image scores 0.
+    An image too small for every scale (a short side under 176 px for the standard five) is
+    measured on the finest scales that fit, with their weights renormalised to sum as before,
+    the usual practice for small images: refusing it would leave a dataset of small crops with
+    no full-reference panel at all. The coarsest scale kept takes the luminance term, as the
+    coarsest always does. A negative mean contrast-structure term (anti-correlated structure)
+    is clipped to 0 before the fractional power, which would otherwise be undefined; such an
+    image scores 0.
     """
     _check_pair(reference, distorted)
-    smallest = min(reference.shape[:2]) >> (len(weights) - 1)
-    if smallest <= 2 * SSIM_CROP:
+    short = min(reference.shape[:2])
+    fitting = ms_ssim_scales(short, len(weights))
+    if fitting == 0:
         raise ValueError(
-            f"MS-SSIM with {len(weights)} scales needs a short side of at least "
-            f"{(2 * SSIM_CROP + 1) << (len(weights) - 1)} px, got {min(reference.shape[:2])}"
+            f"MS-SSIM needs a short side of at least {2 * SSIM_CROP + 1} px (one SSIM window), got {short}"
         )
+    if fitting < len(weights):
+        kept = weights[:fitting]
+        weights = tuple(w * sum(weights) / sum(kept) for w in kept)
     x, y = luminance(reference), luminance(distorted)
     result = 1.0
     for scale, weight in enumerate(weights):
@@ -239,8 +255,9 @@ def _rotation_scale(lum_ref: Grey, lum_dist: Grey) -> Matrix:
     """
     shape = lum_ref.shape
     spectra = [_emphasised_spectrum(lum) for lum in (lum_ref, lum_dist)]
-    centre = (shape[0] // 2, shape[1] // 2)
-    radius = min(shape) // 2
+    side = spectra[0].shape[0]
+    centre = (side // 2, side // 2)
+    radius = side // 2
     polar = [
         _warp_polar(
             s, centre, radius=radius, output_shape=(_POLAR_ANGLES, _POLAR_RADII), scaling="log", order=1
@@ -270,18 +287,26 @@ def _about_centre(shape: tuple[int, ...], angle: float, scale: float) -> Matrix:
 
 
 def _emphasised_spectrum(lum: Grey) -> Grey:
-    hann, emphasis = _spectrum_filters(lum.shape)
-    magnitude = np.abs(np.fft.fftshift(np.fft.fft2(lum * hann)))
+    """The windowed image's magnitude spectrum on a square frequency grid.
+
+    An FFT of an H x W image samples frequencies in steps of 1/H and 1/W: on a non-square image
+    the spectrum's pixel grid is stretched along one axis, so a rotation of the image is not a
+    rotation of the spectrum image and the log-polar step misreads angle and scale (-2 deg came
+    out as -2.65 deg on 512 x 384 photos). Zero-padding the windowed image to a square, which
+    the Hann window makes seamless, gives equal steps on both axes.
+    """
+    side = max(lum.shape)
+    hann, emphasis = _spectrum_filters(lum.shape, side)
+    magnitude = np.abs(np.fft.fftshift(np.fft.fft2(lum * hann, s=(side, side))))
     return magnitude * emphasis
 
 
 @cache
-def _spectrum_filters(shape: tuple[int, ...]) -> tuple[Grey, Grey]:
-    """Hann window and high-pass emphasis for one image shape, built once per shape."""
+def _spectrum_filters(shape: tuple[int, ...], side: int) -> tuple[Grey, Grey]:
+    """Hann window for one image shape and high-pass emphasis for its square spectrum."""
     hann = _window("hann", shape)
-    fy = np.fft.fftshift(np.fft.fftfreq(shape[0]))[:, None]
-    fx = np.fft.fftshift(np.fft.fftfreq(shape[1]))[None, :]
-    x = np.cos(np.pi * fy) * np.cos(np.pi * fx)
+    f = np.fft.fftshift(np.fft.fftfreq(side))
+    x = np.cos(np.pi * f)[:, None] * np.cos(np.pi * f)[None, :]
     return hann, (1.0 - x) * (2.0 - x)
 
 

@@ -43,7 +43,7 @@ from iqa_eval.experts import fr, nr
 from iqa_eval.experts.niqe import niqe
 from iqa_eval.types import Setting
 
-VERSION = "1"
+VERSION = "2"
 """Part of every expert fingerprint: bump it whenever any measure or map changes a value."""
 
 
@@ -138,7 +138,10 @@ EXPERTS: Mapping[str, Expert] = MappingProxyType(
             Expert(
                 name="ms_ssim",
                 setting="fr",
-                description="five-scale MS-SSIM (Wang et al. 2003)",
+                description=(
+                    "MS-SSIM (Wang et al. 2003): five scales, or on images with a short side under "
+                    "176 px the scales that fit, their standard weights renormalised"
+                ),
                 raw=fr.ms_ssim,
                 higher_is_better=True,
                 to_quality=_ms_ssim_quality,

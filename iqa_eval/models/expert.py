@@ -97,7 +97,7 @@ class ExpertModel(ModelClient):
         except ImageError:
             raise  # a broken file is the dataset's error: it stops the run, naming the file
         except ValueError as err:
-            # A measure that cannot take these stimuli (too small for MS-SSIM's five scales,
+            # A measure that cannot take these stimuli (too small for even one SSIM window,
             # reference and image of different sizes) is this query's failure, not the run's.
             return Answer(
                 None, error="expert_unsupported", detail=str(err), latency_s=time.perf_counter() - start

@@ -2,8 +2,9 @@
 
 Schedule of the study: every item is the first image of five pairs with seeded random partners
 (from its own group in FR, or wherever scores are comparable only inside a group). By default
-each pair is asked in both orders, which measures position bias and order consistency, the
-2AFC study's contribution; ``paper`` mode asks anchor-first only, with the study's seed 20.
+each pair is asked in both orders, which measures position balance (1 = no preference for a
+position) and order consistency, the 2AFC study's contribution; ``paper`` mode asks
+anchor-first only, with the study's seed 20.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import numpy as np
 
 from iqa_eval.metrics import estimate_rate
 from iqa_eval.protocols.base import Aggregate, Demonstration, Plan, PlannedQuery, build_query, metric_value
-from iqa_eval.protocols.pairwise import Outcome, partners, position_bias, scale, scale_metrics
+from iqa_eval.protocols.pairwise import Outcome, partners, position_balance, scale, scale_metrics
 from iqa_eval.protocols.parsing import parse_fixed
+from iqa_eval.protocols.verbal import read_verdict
 from iqa_eval.types import Decoding, Item, Judgement, Setting, Strategy
 
 PAIRS_PER_ITEM = 5
@@ -71,8 +73,7 @@ def plan(
 
 
 def parse(text: str, setting: Setting) -> Judgement:
-    del setting
-    return parse_fixed(text, 1, allowed={0.0, 1.0, 2.0})
+    return parse_fixed(text, 1, allowed={0.0, 1.0, 2.0}, prose=lambda t: read_verdict(t, setting))
 
 
 def _winner(first: str, second: str, code: int) -> str | None:
@@ -105,6 +106,6 @@ def aggregate(
     metrics, predictions = scale_metrics(plan.items, scores, plan.local, seed, n_resamples)
     metrics["accuracy"] = metric_value(estimate_rate(credit, seed=seed, n_resamples=n_resamples))
     metrics["consistency"] = metric_value(estimate_rate(consistent, seed=seed, n_resamples=n_resamples))
-    metrics["bias"] = position_bias([code for _, _, code in outcomes], seed, n_resamples)
+    metrics["position_balance"] = position_balance([code for _, _, code in outcomes], seed, n_resamples)
     notes.append("accuracy: pairs with equal truth are left out; an answer of 'same' earns half credit")
     return Aggregate(metrics, "srcc", predictions, tuple(notes))

@@ -61,7 +61,7 @@ def plan(
 
 
 def parse(text: str, setting: Setting) -> Judgement:
-    judgement = parse_fixed(text, GROUP_SIZE, allowed={0.0, 1.0, 2.0, 3.0})
+    judgement = parse_fixed(text, GROUP_SIZE, allowed={0.0, 1.0, 2.0, 3.0}, labelled=True)
     if judgement.ok and setting == "nr" and len(set(judgement.values or ())) != GROUP_SIZE:
         return Judgement(None, "invalid_ranking", judgement.description)
     return judgement

@@ -74,16 +74,27 @@ def scale_metrics(
     return metrics, predictions
 
 
-def position_bias(codes: Sequence[int], seed: int, n_resamples: int) -> MetricValue:
-    """1 − |share answering "first" − share answering "second"| (1 = no position preference)."""
+POSITION_BALANCE_NOTE = (
+    "1 = no position preference, 0 = always the same position; "
+    "1 - |share answering first - share answering second|, the 2AFC study's position bias P_b"
+)
+
+
+def position_balance(codes: Sequence[int], seed: int, n_resamples: int) -> MetricValue:
+    """The 2AFC study's position-bias measure P_b, under a name that reads the right way.
+
+    The study calls it bias, but it is 1 when a model has no preference for a position, so a
+    reader of "bias 1.000" concluded the opposite; the note carries the direction and the
+    study's name into every report.
+    """
     signed = np.array([1.0 if c == 1 else -1.0 if c == 0 else 0.0 for c in codes])
     if signed.size == 0:
-        return MetricValue(None, None, None, 0, "rate", "no valid answers")
+        return MetricValue(None, None, None, 0, "rate", f"no valid answers; {POSITION_BALANCE_NOTE}")
     value = 1.0 - abs(float(signed.mean()))
     rng = np.random.default_rng(seed)
     samples = 1.0 - np.abs(signed[rng.integers(0, signed.size, (n_resamples, signed.size))].mean(axis=1))
     low, high = np.quantile(samples, [0.025, 0.975])
-    return MetricValue(value, float(low), float(high), int(signed.size), "rate")
+    return MetricValue(value, float(low), float(high), int(signed.size), "rate", POSITION_BALANCE_NOTE)
 
 
 def mean_with_ci(values: Sequence[float], seed: int, n_resamples: int, note: str = "") -> MetricValue:

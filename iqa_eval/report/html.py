@@ -130,10 +130,12 @@ def _cell_view(
     label, css = state(cell)
     metrics = cell["metrics"]
     pairwise = None
-    if "consistency" in metrics or "bias" in metrics:
+    # Reports written before the rename carry the same number as "bias".
+    balance = "position_balance" if "position_balance" in metrics else "bias"
+    if "consistency" in metrics or balance in metrics:
         pairwise = {
-            name: f"{_fmt(metrics[name]['value'])} {_ci(metrics[name])}" if name in metrics else "n/a"
-            for name in ("consistency", "bias")
+            key: f"{_fmt(metrics[name]['value'])} {_ci(metrics[name])}" if name in metrics else "n/a"
+            for key, name in (("consistency", "consistency"), ("balance", balance))
         }
     worst = worst_judged(cell)
     for w in worst:
@@ -152,6 +154,9 @@ def _cell_view(
         "baseline_text": _baseline_text(baseline) if baseline else "",
         "selected_by": cell.get("selected_by"),
         "coverage": f"{100 * cell['coverage']:.1f}%",
+        "format_compliance": (
+            None if cell.get("format_compliance") is None else f"{100 * cell['format_compliance']:.1f}%"
+        ),
         "metrics": [
             {
                 "name": name,

@@ -13,7 +13,8 @@ from iqa_eval.types import CellResult, Item, MetricValue
 
 SCHEMA_VERSION = "1.2"
 """The minor number grows with every field added (1.1: a cell's ``noise_ceiling``; 1.2: model
-identities, a baseline comparison's ``status``, the run's notices and exit status); readers of 1.x
+identities, a baseline comparison's ``status``, the run's notices and exit status, a cell's
+``format_compliance``, DS ``position_balance`` for ``bias``); readers of 1.x
 keep working, so only a change they could misread raises the major number."""
 
 
@@ -52,6 +53,9 @@ def cell_record(
         "n_queries": result.n_queries,
         "n_failed": dict(result.n_failed),
         "coverage": round(result.coverage, 6),
+        "format_compliance": (
+            None if result.format_compliance is None else round(result.format_compliance, 6)
+        ),
         "primary_metric": result.primary_metric,
         "metrics": {name: metric_record(m) for name, m in result.metrics.items()},
         "gate": gate,

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from iqa_eval.datasets import custom
 from iqa_eval.datasets.base import Dataset, DatasetError, locked
 from iqa_eval.datasets.public import PublicDataset
 from iqa_eval.datasets.registry import describe, load_dataset, verify
@@ -269,11 +270,15 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets_list(args: argparse.Namespace) -> int:
-    """``iqa-eval datasets list``: the public datasets ``--iqa-data NAME=PATH`` accepts."""
+    """``iqa-eval datasets list``: the public datasets ``--iqa-data NAME=PATH`` accepts, and the
+    generic layout of your own data."""
     del args
     for name, description, layout in describe():
         print(f"{name}: {description}")
         print(f"  layout: {layout}")
+    print("your own data: --iqa-data NAME=PATH, or NAME:ATTRIBUTE=PATH to give every row one attribute")
+    print(f"  layout: {custom.LAYOUT}")
+    print("  check it with: iqa-eval datasets verify NAME PATH (or NAME:ATTRIBUTE PATH)")
     return 0
 
 
