@@ -188,3 +188,33 @@ def test_two_workers_send_exactly_the_requests_one_process_sends(suite_dir, buil
     (one_process, two_workers) = counts
     assert one_process[0] > 5000 and one_process[2] == one_process[0]  # every query asked once
     assert two_workers == one_process
+
+
+def test_a_worker_sends_its_whole_scope_at_once(suite_dir, builtin, fake_openai, tmp_path):
+    """Cell by cell, each cell's last wave of requests leaves the model idle; a worker knows all
+    the cells of a scope at its first one, and dispatches them together."""
+    log = tmp_path / "dispatches"
+    log.mkdir()
+    (suite_dir.path / "conftest.py").write_text(
+        "import os\n"
+        "from iqa_eval.execution import engine\n"
+        "_run = engine.Engine.run\n"
+        "def run(self, client, queries):\n"
+        "    worker = os.environ.get('PYTEST_XDIST_WORKER', 'main')\n"
+        f"    with open(os.path.join({str(log)!r}, worker), 'a') as f:\n"
+        "        f.write(f'{len(queries)}\\n')\n"
+        "    return _run(self, client, queries)\n"
+        "engine.Engine.run = run\n"
+    )
+    server = fake_openai(responder=constant("Score: 50"))
+    cache = fresh_cache(builtin, tmp_path / "cache")
+    selection = ("-m", "(fr_structure or nr_structure) and ss and not icl and not metamorphic")
+    result = run(
+        suite_dir, cache, "--iqa-model", "openai:m", "--iqa-base-url", server.url, *selection, "-n", "2"
+    )
+    result.assert_outcomes(failed=4)  # a constant score ranks nothing
+    dispatches = {path.name: [int(n) for n in path.read_text().split()] for path in log.iterdir()}
+    assert sorted(dispatches) == ["gw0", "gw1"]  # one scope (setting) per worker
+    for sizes in dispatches.values():
+        assert sizes[0] == 2 * 80 and all(n == 0 for n in sizes[1:])  # both cells of the scope at once
+    assert server.requests == 4 * 80

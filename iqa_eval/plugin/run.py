@@ -17,7 +17,7 @@ import pytest
 from iqa_eval.evaluation.baseline import Baseline, BaselineError
 from iqa_eval.evaluation.config import ConfigError
 from iqa_eval.evaluation.gates import GateError
-from iqa_eval.evaluation.suite import Suite, Unsupported
+from iqa_eval.evaluation.suite import Suite
 from iqa_eval.execution.usage import combine_usage
 from iqa_eval.plugin import EXIT_UNMEASURED
 from iqa_eval.plugin.cells import BASELINE, PROPERTY, SUITE, cell_of_nodeid, selected_ids, selected_specs
@@ -28,6 +28,7 @@ from iqa_eval.plugin.workers import (
     WORKER_NOTICES,
     WORKER_USAGE,
     cell_id,
+    execute_up_front,
     identity_from_wire,
     identity_to_wire,
     is_worker,
@@ -37,7 +38,6 @@ from iqa_eval.report.history import append_history
 from iqa_eval.report.plots import ScatterPlotter
 from iqa_eval.report.run_info import now
 from iqa_eval.report.writer import build_report, remove_partial, write_reports
-from iqa_eval.types import CellSpec
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -146,14 +146,10 @@ class RunPlugin:
         if not selected or is_worker(self.config) or self.config.option.collectonly:
             return
         suite = self.suite
-        stage1 = [spec for stage, spec in selected if stage == 1]
-        groups = {spec.group for stage, spec in selected if stage == 2}
-        stage1 += [s for s in suite.stage1_specs() if s.group in groups]
         self._check_baseline_overlap(selected_ids(session.items))
         start = time.perf_counter()
         try:
-            suite.execute(stage1)
-            suite.execute(self._stage2(selected))
+            execute_up_front(suite, selected)
         except KeyboardInterrupt:
             # pytest stops the run (exit code 2); the answers received are in the cache, and the
             # report still says what was run and that it was cut short.
@@ -180,16 +176,6 @@ class RunPlugin:
             f"(it holds {len(baseline.cells)}, e.g. {example[0] if example else 'none'}); "
             "bless a report of the same models and datasets, or drop --iqa-baseline"
         )
-
-    def _stage2(self, selected: list[tuple[int, CellSpec]]) -> list[CellSpec]:
-        specs = []
-        for stage, spec in selected:
-            if stage == 2:
-                try:
-                    specs.append(self.suite.stage2_spec(spec)[0])
-                except Unsupported:
-                    continue  # the test itself skips with the reason
-        return specs
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.failed:

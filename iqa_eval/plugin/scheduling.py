@@ -19,27 +19,7 @@ from __future__ import annotations
 
 from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]
 
-from iqa_eval.types import ATTRIBUTES, SETTINGS
-
-
-def cell_scope(nodeid: str) -> str | None:
-    """The scope of a cell test's node id (``path::test[<cell id>]``), None for other tests.
-
-    The cell id is read from the right: a model spec (``hf:/models/llava``) or a dataset name may
-    hold slashes, the last four fields of a cell id cannot.
-    """
-    _, _, name = nodeid.partition("::")  # the path ends at the first "::", the cell id may hold more
-    _, bracket, param = name.partition("[")
-    if not bracket or not param.endswith("]"):
-        return None
-    parts = param[:-1].rsplit("/", 4)
-    if len(parts) != 5 or "/" not in parts[0]:
-        return None
-    model_dataset, setting_attribute, _, _, _ = parts
-    setting, _, attribute = setting_attribute.partition("_")
-    if setting not in SETTINGS or attribute not in ATTRIBUTES:
-        return None
-    return f"iqa-eval:{model_dataset}/{setting}"
+from iqa_eval.plugin.workers import cell_scope
 
 
 class CellScheduling(LoadGroupScheduling):  # type: ignore[misc]

@@ -1,5 +1,6 @@
 """Where cells run: pytest-xdist's workers (the scheduler that keeps a scope on one worker, the
-model identities the controller hands each worker) and ``--iqa-shard``'s share of a CI matrix."""
+model identities the controller hands each worker, each scope's queries sent at once) and
+``--iqa-shard``'s share of a CI matrix."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ from typing import Any
 
 import pytest
 
+from iqa_eval.evaluation.suite import Suite, Unsupported
 from iqa_eval.execution.engine import Unidentified
 from iqa_eval.models.base import ModelIdentity
-from iqa_eval.types import CellSpec
+from iqa_eval.plugin.cells import SUITE, selected_specs
+from iqa_eval.plugin.options import USER_ERRORS
+from iqa_eval.types import ATTRIBUTES, SETTINGS, CellSpec
 
+EXECUTED_SCOPES = pytest.StashKey[set[str]]()
 WORKER_USAGE = "iqa_eval_usage"
 WORKER_NOTICES = "iqa_eval_notices"
 IDENTITIES = "iqa_eval_identities"
@@ -34,13 +39,78 @@ def identity_from_wire(spec: str, wire: dict[str, Any]) -> ModelIdentity | Unide
     return ModelIdentity.from_record(spec, wire)
 
 
+def cell_scope(nodeid: str) -> str | None:
+    """The scope of a cell test's node id (``path::test[<cell id>]``), None for other tests.
+
+    The cell id is read from the right: a model spec (``hf:/models/llava``) or a dataset name may
+    hold slashes, the last four fields of a cell id cannot.
+    """
+    _, _, name = nodeid.partition("::")  # the path ends at the first "::", the cell id may hold more
+    _, bracket, param = name.partition("[")
+    if not bracket or not param.endswith("]"):
+        return None
+    parts = param[:-1].rsplit("/", 4)
+    if len(parts) != 5 or "/" not in parts[0]:
+        return None
+    model_dataset, setting_attribute, _, _, _ = parts
+    setting, _, attribute = setting_attribute.partition("_")
+    if setting not in SETTINGS or attribute not in ATTRIBUTES:
+        return None
+    return f"iqa-eval:{model_dataset}/{setting}"
+
+
+def execute_up_front(suite: Suite, selected: list[tuple[int, CellSpec]]) -> None:
+    """Send every query of the selected cells at once: their stage-1 cells, the stage-1 cells of
+    the settings their stage-2 cells choose a system from, then the stage-2 cells themselves.
+
+    One dispatch keeps ``concurrency`` requests in flight across cell boundaries; cell by cell,
+    each cell's last wave of requests would leave the model idle.
+    """
+    stage1 = [spec for stage, spec in selected if stage == 1]
+    groups = {spec.group for stage, spec in selected if stage == 2}
+    stage1 += [s for s in suite.stage1_specs() if s.group in groups]
+    suite.execute(stage1)
+    stage2 = []
+    for stage, spec in selected:
+        if stage == 2:
+            try:
+                stage2.append(suite.stage2_spec(spec)[0])
+            except Unsupported:
+                continue  # the test itself skips with the reason
+    suite.execute(stage2)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """In an xdist worker, execute the whole scope of the first cell it runs from that scope.
+
+    The scheduler hands a worker all the cells of a scope (model, dataset, setting), and every
+    worker holds the whole selection, so the worker knows them all at its first cell. Without
+    this, each cell sent its queries on its own and ``-n 2`` ran slower than one process against
+    an API model. A user's error here is left to the cell's own test, which reports it.
+    """
+    config = item.config
+    scope = cell_scope(item.nodeid)
+    if not is_worker(config) or scope is None:
+        return
+    done = config.stash.setdefault(EXECUTED_SCOPES, set())
+    if scope in done:
+        return
+    done.add(scope)
+    same_scope = [other for other in item.session.items if cell_scope(other.nodeid) == scope]
+    try:
+        execute_up_front(config.stash[SUITE], selected_specs(same_scope))
+    except USER_ERRORS:
+        return
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Under ``-n`` (``load``) or ``--dist loadgroup``, keep each group's cells on one worker; any
     other ``--dist`` the user chose is theirs."""
     if config.getvalue("dist") not in ("load", "loadgroup"):
         return None
-    from iqa_eval.plugin.scheduling import CellScheduling
+    from iqa_eval.plugin.scheduling import CellScheduling  # imports xdist: only when it runs
 
     return CellScheduling(config, log)
 
