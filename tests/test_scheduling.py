@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from iqa_eval.evaluation.suite import BEST
-from iqa_eval.plugin.workers import cell_scope
+from iqa_eval.plugin.scopes import cell_scope
 from iqa_eval.types import ATTRIBUTES, PROTOCOLS, SETTINGS, STRATEGIES, CellSpec
 
 # Model specs and dataset names as users write them, slashes and colons included.

@@ -11,7 +11,8 @@ from test_report_schema import make_cell, make_report, validate_report
 
 from iqa_eval.cli import main
 from iqa_eval.evaluation.config import ConfigError, parse_shard
-from iqa_eval.plugin.workers import cell_scope, shard_of
+from iqa_eval.plugin.scopes import cell_scope
+from iqa_eval.plugin.workers import shard_of
 from iqa_eval.report.merge import MergeError, merge_reports
 
 SELECTION = ("-p", "no:randomly", "-m", "fr_color and ss or nr_structure and ds", "-k", "not metamorphic")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]
 
-from iqa_eval.plugin.workers import cell_scope
+from iqa_eval.plugin.scopes import cell_scope
 
 
 class CellScheduling(LoadGroupScheduling):  # type: ignore[misc]

@@ -14,7 +14,8 @@ from iqa_eval.execution.engine import Unidentified
 from iqa_eval.models.base import ModelIdentity
 from iqa_eval.plugin.cells import SUITE, selected_specs
 from iqa_eval.plugin.options import USER_ERRORS
-from iqa_eval.types import ATTRIBUTES, SETTINGS, CellSpec
+from iqa_eval.plugin.scopes import cell_scope
+from iqa_eval.types import CellSpec
 
 EXECUTED_SCOPES = pytest.StashKey[set[str]]()
 WORKER_USAGE = "iqa_eval_usage"
@@ -37,26 +38,6 @@ def identity_from_wire(spec: str, wire: dict[str, Any]) -> ModelIdentity | Unide
         reason, detail = wire["unidentified"]
         return Unidentified(str(reason), str(detail))
     return ModelIdentity.from_record(spec, wire)
-
-
-def cell_scope(nodeid: str) -> str | None:
-    """The scope of a cell test's node id (``path::test[<cell id>]``), None for other tests.
-
-    The cell id is read from the right: a model spec (``hf:/models/llava``) or a dataset name may
-    hold slashes, the last four fields of a cell id cannot.
-    """
-    _, _, name = nodeid.partition("::")  # the path ends at the first "::", the cell id may hold more
-    _, bracket, param = name.partition("[")
-    if not bracket or not param.endswith("]"):
-        return None
-    parts = param[:-1].rsplit("/", 4)
-    if len(parts) != 5 or "/" not in parts[0]:
-        return None
-    model_dataset, setting_attribute, _, _, _ = parts
-    setting, _, attribute = setting_attribute.partition("_")
-    if setting not in SETTINGS or attribute not in ATTRIBUTES:
-        return None
-    return f"iqa-eval:{model_dataset}/{setting}"
 
 
 def execute_up_front(suite: Suite, selected: list[tuple[int, CellSpec]]) -> None:
