@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from iqa_eval.models.base import ModelIdentity
 from iqa_eval.models.replay import ReplayError
@@ -99,38 +100,43 @@ class ResponseCache:
                 (identity.key, identity.fingerprint, json.dumps(dict(identity.served)), time.time()),
             )
 
-    def get_many(self, identity: str, keys: Sequence[str]) -> dict[str, Answer]:
-        found: dict[str, Answer] = {}
+    def _rows_for_keys(
+        self, sql: str, before: Sequence[object], keys: Sequence[str], after: str = ""
+    ) -> list[Any]:
+        """Rows of ``sql ... key IN (...) after`` over ``keys`` in chunks SQLite accepts."""
+        rows: list[Any] = []
         with self._lock:
             for start in range(0, len(keys), _CHUNK):
                 chunk = list(keys[start : start + _CHUNK])
                 marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    "SELECT key, text, prompt_tokens, completion_tokens, latency_s, cost_usd FROM answers "
-                    f"WHERE identity = ? AND key IN ({marks})",
-                    [identity, *chunk],
-                ).fetchall()
-                for key, text, pt, ct, latency, cost in rows:
-                    found[key] = Answer(
-                        text, usage=Usage(pt, ct), latency_s=latency, cached=True, cost_usd=cost
-                    )
-        return found
+                rows += self._db.execute(f"{sql} IN ({marks}) {after}", [*before, *chunk]).fetchall()
+        return rows
+
+    def get_many(self, identity: str, keys: Sequence[str]) -> dict[str, Answer]:
+        rows = self._rows_for_keys(
+            "SELECT key, text, prompt_tokens, completion_tokens, latency_s, cost_usd FROM answers "
+            "WHERE identity = ? AND key",
+            [identity],
+            keys,
+        )
+        return {
+            key: Answer(text, usage=Usage(pt, ct), latency_s=latency, cached=True, cost_usd=cost)
+            for key, text, pt, ct, latency, cost in rows
+        }
 
     def superseded(self, identity: ModelIdentity, keys: Sequence[str]) -> list[HeldIdentity]:
         """Other identities of the same fingerprint that answered some of ``keys``: the model
         changed behind its name since they were cached. Newest first."""
         counts: dict[str, int] = {}
-        with self._lock:
-            for start in range(0, len(keys), _CHUNK):
-                chunk = list(keys[start : start + _CHUNK])
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    "SELECT a.identity, COUNT(*) FROM answers a JOIN identities i ON a.identity = i.identity "
-                    f"WHERE i.fingerprint = ? AND a.identity != ? AND a.key IN ({marks}) GROUP BY a.identity",
-                    [identity.fingerprint, identity.key, *chunk],
-                ).fetchall()
-                for key, n in rows:
-                    counts[key] = counts.get(key, 0) + int(n)
+        rows = self._rows_for_keys(
+            "SELECT a.identity, COUNT(*) FROM answers a JOIN identities i ON a.identity = i.identity "
+            "WHERE i.fingerprint = ? AND a.identity != ? AND a.key",
+            [identity.fingerprint, identity.key],
+            keys,
+            "GROUP BY a.identity",
+        )
+        for key, n in rows:
+            counts[key] = counts.get(key, 0) + int(n)
         held = [h for h in self.identities() if h.key in counts]
         return [
             HeldIdentity(h.key, h.fingerprint, h.served, counts[h.key], h.first_seen)
