@@ -18,7 +18,7 @@ from iqa_eval.datasets.ceiling import noise_ceiling
 from iqa_eval.datasets.public import SelectionOptions
 from iqa_eval.datasets.registry import load_dataset
 from iqa_eval.evaluation import metamorphic
-from iqa_eval.evaluation.cells import PROTOCOL_IMPLS, Planner, evaluate, judge_answer
+from iqa_eval.evaluation.cells import Planner, evaluate, judge_answer
 from iqa_eval.evaluation.config import RunConfig
 from iqa_eval.evaluation.gates import Gate, GateProfile
 from iqa_eval.execution.cache import ResponseCache
@@ -27,6 +27,7 @@ from iqa_eval.images import ImageStore
 from iqa_eval.models.base import INFRASTRUCTURE_FAILURES, ModelClient, ModelIdentity
 from iqa_eval.models.registry import make_client
 from iqa_eval.protocols.base import Plan, metric_value
+from iqa_eval.protocols.registry import METHODS
 from iqa_eval.sampling.subsets import stage2_subset
 from iqa_eval.types import STRATEGIES, Answer, CellResult, CellSpec, Item, MetricValue, Protocol, Strategy
 
@@ -45,11 +46,8 @@ class BestSystem:
 
 
 def systems() -> list[tuple[Protocol, Strategy]]:
-    return [(p, s) for p in PROTOCOL_IMPLS for s in STRATEGIES if s in available_strategies(p)]  # type: ignore[misc]
-
-
-def available_strategies(protocol: str) -> tuple[str, ...]:
-    return tuple(getattr(PROTOCOL_IMPLS[protocol], "STRATEGIES", STRATEGIES))
+    """The prompting systems of stage 1: each method with each strategy it supports."""
+    return [(p, s) for p, m in METHODS.items() for s in STRATEGIES if s in m.strategies]
 
 
 class Unsupported(Exception):
