@@ -29,12 +29,21 @@ from iqa_eval.models.registry import make_client
 from iqa_eval.protocols.base import Plan, metric_value
 from iqa_eval.protocols.registry import METHODS
 from iqa_eval.sampling.subsets import stage2_subset
-from iqa_eval.types import STRATEGIES, Answer, CellResult, CellSpec, Item, MetricValue, Protocol, Strategy
+from iqa_eval.types import (
+    STRATEGIES,
+    Answer,
+    CellResult,
+    CellSpec,
+    Item,
+    MetricValue,
+    Protocol,
+    Stage2Cell,
+    Strategy,
+)
 
 STAGE1_SUBSET = "uniform"
 METAMORPHIC_SUBSET = "metamorphic"
 PAPER_REASKS = 2
-BEST = "best"
 
 
 @dataclass(frozen=True)
@@ -193,10 +202,10 @@ class Suite:
             for protocol, strategy in systems()
         ]
 
-    def stage2_specs(self) -> list[CellSpec]:
-        """Stage-2 cells before their system is known: protocol and strategy read ``best``."""
+    def stage2_specs(self) -> list[Stage2Cell]:
+        """Stage-2 cells, before their system is known."""
         return [
-            CellSpec(model, name, setting, attribute, BEST, BEST, stage2_subset(dataset))  # type: ignore[arg-type]
+            Stage2Cell(model, name, setting, attribute, stage2_subset(dataset))
             for model in self.config.models
             for name, dataset in self.datasets.items()
             for setting, attribute in dataset.cells()
@@ -327,8 +336,7 @@ class Suite:
         (protocol, strategy), best = ranking[0]
         return BestSystem(protocol, strategy, best, tuple((f"{p}/{s}", v) for (p, s), v in ranking))
 
-    def stage2_spec(self, spec: CellSpec) -> tuple[CellSpec, BestSystem]:
-        best = self.best_system(spec.model, spec.dataset, spec.setting)
-        return CellSpec(
-            spec.model, spec.dataset, spec.setting, spec.attribute, best.protocol, best.strategy, spec.subset
-        ), best
+    def stage2_spec(self, cell: Stage2Cell) -> tuple[CellSpec, BestSystem]:
+        """The cell a stage-2 cell evaluates: its model's best system, and how it was chosen."""
+        best = self.best_system(cell.model, cell.dataset, cell.setting)
+        return cell.with_system(best.protocol, best.strategy), best

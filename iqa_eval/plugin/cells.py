@@ -15,7 +15,7 @@ from iqa_eval.evaluation.metamorphic import Case
 from iqa_eval.evaluation.suite import Suite, Unsupported
 from iqa_eval.plugin.options import USER_ERRORS
 from iqa_eval.report.records import cell_record, metric_record
-from iqa_eval.types import CellResult, CellSpec, Item
+from iqa_eval.types import CellResult, CellSpec, Item, Stage2Cell
 
 SUITE = pytest.StashKey[Suite]()
 BASELINE = pytest.StashKey[Baseline | None]()
@@ -50,14 +50,10 @@ def _parametrize_cells(metafunc: pytest.Metafunc) -> None:
     stage = int(marker.args[0])
     suite = metafunc.config.stash[SUITE]
     try:
-        specs = suite.stage1_specs() if stage == 1 else suite.stage2_specs()
+        specs: Sequence[CellSpec | Stage2Cell] = suite.stage1_specs() if stage == 1 else suite.stage2_specs()
     except USER_ERRORS as err:
         raise pytest.UsageError(f"iqa-eval: {err}") from None
-    params = []
-    for spec in specs:
-        # Stage-2 cells learn their system only at run time, so they carry no system markers.
-        names = cell_markers(spec) if stage == 1 else cell_markers(spec) - {spec.protocol, spec.strategy}
-        params.append(pytest.param((stage, spec), id=spec.id, marks=_marks(names)))
+    params = [pytest.param((stage, spec), id=spec.id, marks=_marks(cell_markers(spec))) for spec in specs]
     metafunc.parametrize(PROPERTY, params, indirect=True)
 
 
@@ -84,7 +80,7 @@ def _marks(names: Iterable[str]) -> list[pytest.MarkDecorator]:
 class CellCheck:
     """What a suite test receives: its cell, and the one call that evaluates and gates it."""
 
-    def __init__(self, suite: Suite, stage: int, spec: CellSpec, node: pytest.Item) -> None:
+    def __init__(self, suite: Suite, stage: int, spec: CellSpec | Stage2Cell, node: pytest.Item) -> None:
         self.suite, self.stage, self.spec, self.node = suite, stage, spec, node
 
     def check(self) -> None:
@@ -92,9 +88,10 @@ class CellCheck:
         self._run(self._result)
 
     def _result(self) -> tuple[CellSpec, CellResult, dict[str, Any]]:
-        spec, extra = self.spec, {}
-        if self.stage == 2:
-            spec, best = self.suite.stage2_spec(spec)
+        if isinstance(self.spec, CellSpec):
+            spec, extra = self.spec, {}
+        else:
+            spec, best = self.suite.stage2_spec(self.spec)
             extra = {
                 "selected_by": {
                     "rule": "highest mean stage-1 SRCC over attributes",
@@ -176,6 +173,8 @@ class CellCheck:
 class MetamorphicCheck(CellCheck):
     """A metamorphic cell: the test draws the cases (with hypothesis), the suite answers them."""
 
+    spec: CellSpec  # a metamorphic cell is always a stage-1 system's
+
     @property
     def groups(self) -> list[list[Item]]:
         """The stage-1 sample in comparability groups: cases are drawn inside one group."""
@@ -191,7 +190,7 @@ class MetamorphicCheck(CellCheck):
         self._run(produce)
 
 
-def _bare_record(spec: CellSpec, stage: int, outcome: str, message: str) -> dict[str, Any]:
+def _bare_record(spec: CellSpec | Stage2Cell, stage: int, outcome: str, message: str) -> dict[str, Any]:
     """The record of a cell that produced no result: it still appears in the reports."""
     return {
         "id": spec.id, "stage": stage, "model": spec.model, "dataset": spec.dataset,
@@ -226,12 +225,13 @@ def selected_ids(items: list[pytest.Item]) -> set[str]:
     return keys
 
 
-def selected_specs(items: list[pytest.Item]) -> list[tuple[int, CellSpec]]:
+def selected_specs(items: list[pytest.Item]) -> list[CellSpec | Stage2Cell]:
+    """The cells of the selected suite tests (metamorphic cells plan their queries themselves)."""
     out = []
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and PROPERTY in callspec.params:
-            out.append(callspec.params[PROPERTY])
+            out.append(callspec.params[PROPERTY][1])
     return out
 
 

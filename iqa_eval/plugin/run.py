@@ -37,7 +37,7 @@ from iqa_eval.report.history import append_history
 from iqa_eval.report.plots import ScatterPlotter
 from iqa_eval.report.run_info import now
 from iqa_eval.report.writer import build_report, remove_partial, write_reports
-from iqa_eval.types import CellSpec
+from iqa_eval.types import CellSpec, Stage2Cell
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -146,14 +146,15 @@ class RunPlugin:
         if not selected or is_worker(self.config) or self.config.option.collectonly:
             return
         suite = self.suite
-        stage1 = [spec for stage, spec in selected if stage == 1]
-        groups = {spec.group for stage, spec in selected if stage == 2}
+        stage1 = [cell for cell in selected if isinstance(cell, CellSpec)]
+        stage2 = [cell for cell in selected if isinstance(cell, Stage2Cell)]
+        groups = {cell.group for cell in stage2}
         stage1 += [s for s in suite.stage1_specs() if s.group in groups]
         self._check_baseline_overlap(selected_ids(session.items))
         start = time.perf_counter()
         try:
             suite.execute(stage1)
-            suite.execute(self._stage2(selected))
+            suite.execute(self._stage2(stage2))
         except KeyboardInterrupt:
             # pytest stops the run (exit code 2); the answers received are in the cache, and the
             # report still says what was run and that it was cut short.
@@ -181,14 +182,13 @@ class RunPlugin:
             "bless a report of the same models and datasets, or drop --iqa-baseline"
         )
 
-    def _stage2(self, selected: list[tuple[int, CellSpec]]) -> list[CellSpec]:
+    def _stage2(self, cells: list[Stage2Cell]) -> list[CellSpec]:
         specs = []
-        for stage, spec in selected:
-            if stage == 2:
-                try:
-                    specs.append(self.suite.stage2_spec(spec)[0])
-                except Unsupported:
-                    continue  # the test itself skips with the reason
+        for cell in cells:
+            try:
+                specs.append(self.suite.stage2_spec(cell)[0])
+            except Unsupported:
+                continue  # the test itself skips with the reason
         return specs
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
