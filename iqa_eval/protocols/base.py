@@ -74,6 +74,10 @@ class Plan:
     notes: tuple[str, ...] = ()
 
 
+Judged = Sequence[tuple[PlannedQuery, Judgement]]
+"""Each planned query with the judgement of its answer, in plan order."""
+
+
 @dataclass(frozen=True)
 class Aggregate:
     metrics: Mapping[str, MetricValue]
@@ -102,14 +106,7 @@ class Method(TypingProtocol):
 
     def parse(self, text: str, setting: Setting) -> Judgement: ...
 
-    def aggregate(
-        self,
-        plan: Plan,
-        judged: Sequence[tuple[PlannedQuery, Judgement]],
-        *,
-        seed: int,
-        n_resamples: int = 1000,
-    ) -> Aggregate: ...
+    def aggregate(self, plan: Plan, judged: Judged, *, seed: int, n_resamples: int = 1000) -> Aggregate: ...
 
 
 def build_query(

@@ -14,7 +14,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from iqa_eval.metrics import estimate_rate
-from iqa_eval.protocols.base import Aggregate, Plan, PlannedQuery, PlanRequest, build_query, metric_value
+from iqa_eval.protocols.base import (
+    Aggregate,
+    Judged,
+    Plan,
+    PlannedQuery,
+    PlanRequest,
+    build_query,
+    metric_value,
+)
 from iqa_eval.protocols.pairwise import Outcome, partners, position_balance, scale, scale_metrics
 from iqa_eval.protocols.parsing import parse_fixed
 from iqa_eval.protocols.verbal import read_verdict
@@ -73,14 +81,7 @@ class DoubleStimulus:
     def parse(self, text: str, setting: Setting) -> Judgement:
         return parse_fixed(text, 1, allowed={0.0, 1.0, 2.0}, prose=lambda t: read_verdict(t, setting))
 
-    def aggregate(
-        self,
-        plan: Plan,
-        judged: Sequence[tuple[PlannedQuery, Judgement]],
-        *,
-        seed: int,
-        n_resamples: int = 1000,
-    ) -> Aggregate:
+    def aggregate(self, plan: Plan, judged: Judged, *, seed: int, n_resamples: int = 1000) -> Aggregate:
         quality = {item.id: item.quality for item in plan.items}
         outcomes: list[Outcome] = []
         credit: list[float] = []

@@ -9,13 +9,12 @@ once; FR allows ties, as the study's FR prompt does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from itertools import combinations
 
 import numpy as np
 
 from iqa_eval.metrics import krcc
-from iqa_eval.protocols.base import Aggregate, Plan, PlannedQuery, PlanRequest, build_query
+from iqa_eval.protocols.base import Aggregate, Judged, Plan, PlannedQuery, PlanRequest, build_query
 from iqa_eval.protocols.pairwise import Outcome, mean_with_ci, partners, scale, scale_metrics
 from iqa_eval.protocols.parsing import parse_fixed
 from iqa_eval.types import STRATEGIES, Judgement, Protocol, Setting, Strategy
@@ -63,14 +62,7 @@ class MultipleStimulus:
             return Judgement(None, "invalid_ranking", judgement.description)
         return judgement
 
-    def aggregate(
-        self,
-        plan: Plan,
-        judged: Sequence[tuple[PlannedQuery, Judgement]],
-        *,
-        seed: int,
-        n_resamples: int = 1000,
-    ) -> Aggregate:
+    def aggregate(self, plan: Plan, judged: Judged, *, seed: int, n_resamples: int = 1000) -> Aggregate:
         quality = {item.id: item.quality for item in plan.items}
         outcomes: list[Outcome] = []
         taus: list[float] = []

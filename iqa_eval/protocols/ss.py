@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from iqa_eval.metrics import estimate_correlation
-from iqa_eval.protocols.base import Aggregate, Plan, PlannedQuery, PlanRequest, build_query, metric_value
+from iqa_eval.protocols.base import (
+    Aggregate,
+    Judged,
+    Plan,
+    PlannedQuery,
+    PlanRequest,
+    build_query,
+    metric_value,
+)
 from iqa_eval.protocols.parsing import parse_fixed
 from iqa_eval.types import STRATEGIES, Item, Judgement, Prediction, Protocol, Setting, Strategy
 
@@ -29,14 +37,7 @@ class SingleStimulus:
         """A rating in 0–100; the setting changes nothing about how it is read."""
         return parse_fixed(text, 1, bounds=(0.0, 100.0))
 
-    def aggregate(
-        self,
-        plan: Plan,
-        judged: Sequence[tuple[PlannedQuery, Judgement]],
-        *,
-        seed: int,
-        n_resamples: int = 1000,
-    ) -> Aggregate:
+    def aggregate(self, plan: Plan, judged: Judged, *, seed: int, n_resamples: int = 1000) -> Aggregate:
         by_id: Mapping[str, Item] = {item.id: item for item in plan.items}
         scores: dict[str, list[float]] = {}
         for pq, judgement in judged:
