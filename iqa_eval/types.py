@@ -19,6 +19,9 @@ Attribute = Literal["structure", "texture", "color", "geometry"]
 Protocol = Literal["ss", "ds", "ms"]
 Strategy = Literal["standard", "icl", "cot"]
 Outcome = Literal["passed", "failed", "error", "skipped"]
+Best = Literal["best"]
+"""What a stage-2 cell's id and record say in place of the system the run chooses for it."""
+BEST: Best = "best"
 
 SETTINGS: tuple[Setting, ...] = get_args(Setting)
 ATTRIBUTES: tuple[Attribute, ...] = get_args(Attribute)
@@ -190,15 +193,8 @@ class CellSpec:
 
     @property
     def id(self) -> str:
-        return "/".join(
-            [
-                self.model,
-                self.dataset,
-                f"{self.setting}_{self.attribute}",
-                self.protocol,
-                self.strategy,
-                self.subset,
-            ]
+        return _cell_id(
+            self.model, self.dataset, self.setting, self.attribute, self.protocol, self.strategy, self.subset
         )
 
     @property
@@ -206,6 +202,55 @@ class CellSpec:
         """Stage 2 picks one prompting system per model, dataset and setting from every stage-1
         cell of theirs: the cells that must have been evaluated before a stage-2 cell can be."""
         return f"{self.model}/{self.dataset}/{self.setting}"
+
+
+@dataclass(frozen=True)
+class Stage2Cell:
+    """A stage-2 cell before its prompting system is known: the run picks it (the model's best
+    stage-1 system) only once the stage-1 answers are in, so a test is parametrized by this and
+    evaluates the ``CellSpec`` it resolves to. Its id reads ``best/best`` where a cell's names its
+    system; baselines, xdist scopes, shards and node ids all key on that id."""
+
+    model: str
+    dataset: str
+    setting: Setting
+    attribute: Attribute
+    subset: str
+
+    @property
+    def protocol(self) -> Best:
+        return BEST
+
+    @property
+    def strategy(self) -> Best:
+        return BEST
+
+    @property
+    def id(self) -> str:
+        return _cell_id(self.model, self.dataset, self.setting, self.attribute, BEST, BEST, self.subset)
+
+    @property
+    def group(self) -> str:
+        """The stage-1 cells the best system is chosen from (``CellSpec.group``)."""
+        return f"{self.model}/{self.dataset}/{self.setting}"
+
+    def with_system(self, protocol: Protocol, strategy: Strategy) -> CellSpec:
+        """The cell to evaluate, once the run has chosen its system."""
+        return CellSpec(
+            self.model, self.dataset, self.setting, self.attribute, protocol, strategy, self.subset
+        )
+
+
+def _cell_id(
+    model: str,
+    dataset: str,
+    setting: Setting,
+    attribute: Attribute,
+    protocol: str,
+    strategy: str,
+    subset: str,
+) -> str:
+    return "/".join([model, dataset, f"{setting}_{attribute}", protocol, strategy, subset])
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,9 @@ from iqa_eval.evaluation.baseline import (
 )
 from iqa_eval.evaluation.gates import GateError, GateProfile
 from iqa_eval.metrics import correlation
-from iqa_eval.protocols import ss
-from iqa_eval.types import CellSpec, Decoding, Item, Judgement, Stimulus
+from iqa_eval.protocols.base import PlanRequest
+from iqa_eval.protocols.ss import SS
+from iqa_eval.types import CellSpec, Item, Judgement, Stimulus
 
 GROUPS, PER_GROUP = 16, 5  # the shape of a built-in FR cell: 16 references x 5 levels
 
@@ -106,12 +107,12 @@ def test_the_baseline_recomputes_the_very_value_the_cell_reported(name, local):
             truth = 1.0 if g == 0 else float(k) + rng.normal(scale=0.3)
             stimulus = Stimulus(f"g{g}/{k}.png", f"g{g}/{k}", 8, 8)
             items.append(Item(f"g{g}/{k}", "t", "nr", "structure", stimulus, truth, True, f"g{g}"))
-    plan = ss.plan(items, "nr", "standard", None, Decoding(), local, seed=0)
+    plan = SS.plan(PlanRequest(items, "nr", "standard", local=local, seed=0))
     for pq in plan.queries:
         g, k = (int(part.lstrip("g")) for part in pq.item_ids[0].split("/"))
         rating = 50.0 if g == 1 else float(np.clip(20 * k + rng.integers(-15, 16), 0, 100))
         judged.append((pq, Judgement((rating,))))
-    result = ss.aggregate(plan, judged, seed=0, n_resamples=50)
+    result = SS.aggregate(plan, judged, seed=0, n_resamples=50)
     metric = result.metrics[name]
     cell = make_cell(
         primary_metric=name,

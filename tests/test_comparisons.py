@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iqa_eval.protocols import ds, ms
-from iqa_eval.protocols.base import Demonstration
+from iqa_eval.protocols.base import Demonstration, PlanRequest
 from iqa_eval.protocols.demos import demonstration
-from iqa_eval.types import Decoding, Item, Judgement, Stimulus
+from iqa_eval.protocols.ds import DS
+from iqa_eval.protocols.ms import MS
+from iqa_eval.types import Item, Judgement, Stimulus
 
 
 def items(groups=4, per_group=5, setting="nr"):
@@ -50,7 +51,7 @@ def perfect_ms(qualities):
 
 
 def test_ds_schedule_pairs_within_groups_both_orders_no_duplicates():
-    plan = ds.plan(items(setting="fr"), "fr", "standard", None, Decoding(), True, seed=1)
+    plan = DS.plan(PlanRequest(items(setting="fr"), "fr", "standard", local=True, seed=1))
     pairs = [pq.item_ids for pq in plan.queries]
     assert all(a.split("-")[0] == b.split("-")[0] for a, b in pairs)
     assert len(set(pairs)) == len(pairs)
@@ -59,23 +60,23 @@ def test_ds_schedule_pairs_within_groups_both_orders_no_duplicates():
 
 
 def test_ds_paper_mode_is_anchor_first_with_seed_20():
-    plan = ds.plan(items(), "nr", "standard", None, Decoding(), True, seed=99, paper=True)
-    again = ds.plan(items(), "nr", "standard", None, Decoding(), True, seed=5, paper=True)
+    plan = DS.plan(PlanRequest(items(), "nr", "standard", local=True, seed=99, paper=True))
+    again = DS.plan(PlanRequest(items(), "nr", "standard", local=True, seed=5, paper=True))
     pairs = [pq.item_ids for pq in plan.queries]
     assert pairs == [pq.item_ids for pq in again.queries]  # the study's fixed seed, whatever --iqa-seed
     assert not {(b, a) for a, b in pairs} & set(pairs)
 
 
 def test_ds_schedule_depends_on_the_seed_only():
-    first = [pq.query.key for pq in ds.plan(items(), "nr", "cot", None, Decoding(), True, seed=3).queries]
-    again = [pq.query.key for pq in ds.plan(items(), "nr", "cot", None, Decoding(), True, seed=3).queries]
-    other = [pq.query.key for pq in ds.plan(items(), "nr", "cot", None, Decoding(), True, seed=4).queries]
+    first = [pq.query.key for pq in DS.plan(PlanRequest(items(), "nr", "cot", local=True, seed=3)).queries]
+    again = [pq.query.key for pq in DS.plan(PlanRequest(items(), "nr", "cot", local=True, seed=3)).queries]
+    other = [pq.query.key for pq in DS.plan(PlanRequest(items(), "nr", "cot", local=True, seed=4)).queries]
     assert first == again != other
 
 
 def test_ds_perfect_judge():
-    plan = ds.plan(items(), "nr", "standard", None, Decoding(), True, seed=0)
-    result = ds.aggregate(plan, answer_all(plan, perfect_ds), seed=0, n_resamples=200)
+    plan = DS.plan(PlanRequest(items(), "nr", "standard", local=True, seed=0))
+    result = DS.aggregate(plan, answer_all(plan, perfect_ds), seed=0, n_resamples=200)
     m = result.metrics
     assert m["accuracy"].value == 1.0 and m["consistency"].value == 1.0
     assert m["position_balance"].value == pytest.approx(1.0)
@@ -87,33 +88,33 @@ def test_ds_perfect_judge():
 
 
 def test_ds_judge_that_always_says_first_is_inconsistent_and_biased():
-    plan = ds.plan(items(), "nr", "standard", None, Decoding(), True, seed=0)
-    result = ds.aggregate(plan, answer_all(plan, lambda q: Judgement((1.0,))), seed=0, n_resamples=200)
+    plan = DS.plan(PlanRequest(items(), "nr", "standard", local=True, seed=0))
+    result = DS.aggregate(plan, answer_all(plan, lambda q: Judgement((1.0,))), seed=0, n_resamples=200)
     m = result.metrics
     assert m["consistency"].value == 0.0 and m["position_balance"].value == 0.0
     assert m["accuracy"].value == pytest.approx(0.5)
 
 
 def test_ds_same_answers_earn_half_credit_and_failures_are_left_out():
-    plan = ds.plan(items(groups=2), "nr", "standard", None, Decoding(), True, seed=0)
+    plan = DS.plan(PlanRequest(items(groups=2), "nr", "standard", local=True, seed=0))
     judged = answer_all(plan, lambda q: Judgement((2.0,)))
     judged[0] = (judged[0][0], Judgement(None, "no_score"))
-    m = ds.aggregate(plan, judged, seed=0, n_resamples=100).metrics
+    m = DS.aggregate(plan, judged, seed=0, n_resamples=100).metrics
     assert m["accuracy"].value == 0.5 and m["accuracy"].n == len(plan.queries) - 1
 
 
 def test_ds_parse():
-    assert ds.parse("Score: 1", "nr").values == (1.0,)
-    assert ds.parse("Score: 2.0", "fr").values == (2.0,)
-    assert ds.parse("Score: 3", "nr").failure == "out_of_range"
-    assert ds.parse("Score: 0.5", "nr").failure == "out_of_range"
+    assert DS.parse("Score: 1", "nr").values == (1.0,)
+    assert DS.parse("Score: 2.0", "fr").values == (2.0,)
+    assert DS.parse("Score: 3", "nr").failure == "out_of_range"
+    assert DS.parse("Score: 0.5", "nr").failure == "out_of_range"
 
 
 # -- multiple stimulus ----------------------------------------------------------------------
 
 
 def test_ms_groups_of_four_within_groups_shuffled_and_two_per_item():
-    plan = ms.plan(items(setting="fr"), "fr", "standard", None, Decoding(), True, seed=2)
+    plan = MS.plan(PlanRequest(items(setting="fr"), "fr", "standard", local=True, seed=2))
     assert all(
         len(pq.item_ids) == 4 and len({i.split("-")[0] for i in pq.item_ids}) == 1 for pq in plan.queries
     )
@@ -123,23 +124,23 @@ def test_ms_groups_of_four_within_groups_shuffled_and_two_per_item():
 
 
 def test_ms_parse_nr_needs_a_permutation_fr_allows_ties():
-    assert ms.parse("Score: 3, 0, 2, 1", "nr").values == (3.0, 0.0, 2.0, 1.0)
-    assert ms.parse("Score: 3, 3, 2, 1", "nr").failure == "invalid_ranking"
-    assert ms.parse("Score: 3, 3, 2, 1", "fr").values == (3.0, 3.0, 2.0, 1.0)
-    assert ms.parse("Score: 4, 0, 2, 1", "fr").failure == "out_of_range"
-    assert ms.parse("Score: 1, 2, 3", "fr").failure == "wrong_count"
+    assert MS.parse("Score: 3, 0, 2, 1", "nr").values == (3.0, 0.0, 2.0, 1.0)
+    assert MS.parse("Score: 3, 3, 2, 1", "nr").failure == "invalid_ranking"
+    assert MS.parse("Score: 3, 3, 2, 1", "fr").values == (3.0, 3.0, 2.0, 1.0)
+    assert MS.parse("Score: 4, 0, 2, 1", "fr").failure == "out_of_range"
+    assert MS.parse("Score: 1, 2, 3", "fr").failure == "wrong_count"
 
 
 def test_ms_perfect_judge_has_tau_one():
-    plan = ms.plan(items(), "nr", "standard", None, Decoding(), True, seed=0)
-    m = ms.aggregate(plan, answer_all(plan, perfect_ms), seed=0, n_resamples=100).metrics
+    plan = MS.plan(PlanRequest(items(), "nr", "standard", local=True, seed=0))
+    m = MS.aggregate(plan, answer_all(plan, perfect_ms), seed=0, n_resamples=100).metrics
     assert m["krcc"].value == pytest.approx(1.0) and m["srcc"].value == pytest.approx(1.0)
 
 
 def test_ms_reversed_judge_has_tau_minus_one():
-    plan = ms.plan(items(), "nr", "standard", None, Decoding(), True, seed=0)
+    plan = MS.plan(PlanRequest(items(), "nr", "standard", local=True, seed=0))
     reverse = lambda q: Judgement(tuple(3.0 - r for r in perfect_ms(q).values))  # noqa: E731
-    m = ms.aggregate(plan, answer_all(plan, reverse), seed=0, n_resamples=100).metrics
+    m = MS.aggregate(plan, answer_all(plan, reverse), seed=0, n_resamples=100).metrics
     assert m["krcc"].value == pytest.approx(-1.0) and m["srcc"].value == pytest.approx(-1.0)
 
 
@@ -150,13 +151,13 @@ def test_ds_accuracy_tracks_the_judges_error_rate(seed, error):
     import random
 
     rng = random.Random(seed)
-    plan = ds.plan(items(groups=8), "nr", "standard", None, Decoding(), True, seed=seed)
+    plan = DS.plan(PlanRequest(items(groups=8), "nr", "standard", local=True, seed=seed))
 
     def noisy(q):
         truth = perfect_ds(q).values[0]
         return Judgement((1.0 - truth,)) if rng.random() < error else Judgement((truth,))
 
-    m = ds.aggregate(plan, answer_all(plan, noisy), seed=0, n_resamples=50).metrics
+    m = DS.aggregate(plan, answer_all(plan, noisy), seed=0, n_resamples=50).metrics
     assert abs(m["accuracy"].value - (1 - error)) < 0.15
 
 
@@ -190,7 +191,7 @@ def test_demonstration_needs_a_usable_group():
 
 def test_icl_query_puts_the_demonstration_first():
     demo = Demonstration(tuple(items(groups=1, setting="fr")[:2]))
-    plan = ds.plan(items(groups=1, setting="fr"), "fr", "icl", demo, Decoding(), True, seed=0)
+    plan = DS.plan(PlanRequest(items(groups=1, setting="fr"), "fr", "icl", local=True, demo=demo, seed=0))
     roles = [im.role for im in plan.queries[0].query.images]
     assert roles == ["demo_reference", "demo", "demo", "reference", "image", "image"]
 
@@ -202,7 +203,7 @@ def test_both_orders_show_the_same_reference_when_references_differ():
              reference=Stimulus(f"r{k}.png", f"ref{k}", 8, 8))
         for k in range(1, 6)
     ]  # fmt: skip
-    plan = ds.plan(own, "fr", "standard", None, Decoding(), True, seed=0)
+    plan = DS.plan(PlanRequest(own, "fr", "standard", local=True, seed=0))
     shown = {pq.item_ids: pq.query.images[0].stimulus.sha256 for pq in plan.queries}
     for (a, b), ref in shown.items():
         assert shown[(b, a)] == ref == f"ref{min(a, b)[1:]}"

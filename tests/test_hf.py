@@ -27,12 +27,14 @@ from iqa_eval.models import hf
 from iqa_eval.models.base import ModelOptions, PermanentModelError
 from iqa_eval.models.hf import HFModel, directory_identity, identity, level_token_ids, score_from_levels
 from iqa_eval.models.registry import ModelSpecError
-from iqa_eval.protocols import ds, ms, ss
+from iqa_eval.protocols.ds import DS
+from iqa_eval.protocols.ms import MS
+from iqa_eval.protocols.ss import SS
 from iqa_eval.types import CellSpec, Decoding, Query
 
 FAMILIES = sorted(tiny_vlms.BUILDERS)
 MAX_TOKENS = 8
-PARSERS = {"ss": ss.parse, "ds": ds.parse, "ms": ms.parse}
+PARSERS = {"ss": SS.parse, "ds": DS.parse, "ms": MS.parse}
 PARSE_FAILURES = {"no_score", "refusal", "too_long", "unparseable", "wrong_count", "out_of_range"}
 
 

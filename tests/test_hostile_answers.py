@@ -22,11 +22,13 @@ from suite_runs import SYSTEMS, report
 
 from iqa_eval.evaluation.cells import EXAMPLE_CHARS
 from iqa_eval.execution.cache import ResponseCache
-from iqa_eval.protocols import ds, ms, ss
+from iqa_eval.protocols.ds import DS
+from iqa_eval.protocols.ms import MS
 from iqa_eval.protocols.parsing import MAX_ANSWER_CHARS
+from iqa_eval.protocols.ss import SS
 from iqa_eval.types import SETTINGS, Judgement
 
-PARSERS = {"ss": ss.parse, "ds": ds.parse, "ms": ms.parse}
+PARSERS = {"ss": SS.parse, "ds": DS.parse, "ms": MS.parse}
 FAILURES = {
     "empty",
     "too_long",
@@ -173,9 +175,9 @@ def test_no_answer_under_the_size_limit_takes_long_to_parse():
     on one of these; run in a child process, so such a regression fails instead of hanging."""
     code = (
         "import json, sys\n"
-        "from iqa_eval.protocols import ds, ms, ss\n"
+        "from iqa_eval.protocols.registry import METHODS\n"
         "for text in json.load(sys.stdin):\n"
-        "    for parse in (ss.parse, ds.parse, ms.parse):\n"
+        "    for parse in (m.parse for m in METHODS.values()):\n"
         "        parse(text, 'fr'), parse(text, 'nr')\n"
     )
     subprocess.run(

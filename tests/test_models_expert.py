@@ -21,7 +21,7 @@ from iqa_eval.images import ImageStore
 from iqa_eval.models import expert as expert_model
 from iqa_eval.models.base import PermanentModelError
 from iqa_eval.models.expert import JUDGED_PER_PROTOCOL, ExpertModel, make_expert
-from iqa_eval.protocols import ss
+from iqa_eval.protocols.ss import SS
 from iqa_eval.types import (
     Answer,
     ImageRole,
@@ -206,14 +206,16 @@ def test_answers_pass_the_suites_own_parsers(
     expert: ExpertModel, images: Images, setting: Setting, strategy: Strategy
 ) -> None:
     """The experts answer through the same parser as an MLLM; a format slip would be a failure there."""
-    from iqa_eval.protocols import ds, ms, ss
+    from iqa_eval.protocols.ds import DS
+    from iqa_eval.protocols.ms import MS
+    from iqa_eval.protocols.ss import SS
 
     ref = reference_for(setting, images)
     tied = [images[n] for n in ("b1", "b3", "b1", "b3")]
     cases: list[tuple[Protocol, Callable[[str, Setting], Judgement], list[Stimulus]]] = [
-        ("ss", ss.parse, tied[:1]),
-        ("ds", ds.parse, tied[:2]),
-        ("ms", ms.parse, tied),
+        ("ss", SS.parse, tied[:1]),
+        ("ds", DS.parse, tied[:2]),
+        ("ms", MS.parse, tied),
     ]
     for protocol, parser, judged in cases:
         text = ask(expert, query(setting, protocol, strategy, judged, ref))
@@ -460,7 +462,7 @@ def test_the_fr_panel_answers_on_images_too_small_for_five_ms_ssim_scales(
     ref, img = _small_pair(tmp_path, height, width)
     answer = asyncio.run(make_expert("expert").answer(query("fr", "ss", "standard", [img], ref)))
     assert answer.error is None and answer.text is not None
-    assert ss.parse(answer.text, "fr").ok
+    assert SS.parse(answer.text, "fr").ok
 
 
 def test_stimuli_a_measure_cannot_take_are_a_failed_answer_not_a_crash(tmp_path: Path) -> None:

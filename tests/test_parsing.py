@@ -6,8 +6,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from iqa_eval.protocols import ds, ms, ss
+from iqa_eval.protocols.ds import DS
+from iqa_eval.protocols.ms import MS
 from iqa_eval.protocols.parsing import parse_fixed, parse_numbers, split_answer
+from iqa_eval.protocols.ss import SS
 
 
 @pytest.mark.parametrize(
@@ -25,7 +27,7 @@ from iqa_eval.protocols.parsing import parse_fixed, parse_numbers, split_answer
     ],
 )
 def test_ss_accepts_the_format(text, values):
-    judgement = ss.parse(text, "nr")
+    judgement = SS.parse(text, "nr")
     assert judgement.values == values
 
 
@@ -49,13 +51,13 @@ def test_ss_accepts_the_format(text, values):
     ],
 )
 def test_ss_failures_have_reasons(text, reason):
-    judgement = ss.parse(text, "nr")
+    judgement = SS.parse(text, "nr")
     assert judgement.values is None
     assert judgement.failure == reason
 
 
 def test_description_is_kept_for_reports():
-    judgement = ss.parse("Description: strong blocking in flat areas.\nScore: 22", "nr")
+    judgement = SS.parse("Description: strong blocking in flat areas.\nScore: 22", "nr")
     assert judgement.description == "strong blocking in flat areas."
 
 
@@ -84,7 +86,7 @@ def test_parsers_never_raise(text):
 @given(st.floats(min_value=0, max_value=100, allow_nan=False), st.text(alphabet=" \t", max_size=3))
 def test_any_in_range_score_round_trips(value, pad):
     text = f"Score:{pad}{value:.4f}"
-    assert ss.parse(text, "nr").values == (float(f"{value:.4f}"),)
+    assert SS.parse(text, "nr").values == (float(f"{value:.4f}"),)
 
 
 # -- answers as real models write them -------------------------------------------------------
@@ -135,7 +137,7 @@ DS_DRIFT = [
 
 @pytest.mark.parametrize(("text", "value"), SS_DRIFT)
 def test_ss_reads_drifted_but_unambiguous_answers(text, value):
-    judgement = ss.parse(text, "nr")
+    judgement = SS.parse(text, "nr")
     assert judgement.values == (value,), judgement
     assert not judgement.compliant
 
@@ -143,14 +145,14 @@ def test_ss_reads_drifted_but_unambiguous_answers(text, value):
 @pytest.mark.parametrize(("text", "values"), MS_DRIFT)
 def test_ms_reads_labelled_and_drifted_rankings(text, values):
     for setting in ("nr", "fr"):
-        judgement = ms.parse(text, setting)
+        judgement = MS.parse(text, setting)
         assert judgement.values == values, judgement
         assert not judgement.compliant
 
 
 @pytest.mark.parametrize(("setting", "text", "code"), DS_DRIFT)
 def test_ds_reads_verdicts_in_words(setting, text, code):
-    judgement = ds.parse(text, setting)
+    judgement = DS.parse(text, setting)
     assert judgement.values == (code,), judgement
     assert not judgement.compliant
 
@@ -158,26 +160,26 @@ def test_ds_reads_verdicts_in_words(setting, text, code):
 @pytest.mark.parametrize(
     ("parse", "setting", "text", "reason"),
     [
-        (ss.parse, "nr", "Score: 70-80", "range"),
-        (ss.parse, "nr", "Score: 70 to 80", "range"),
-        (ss.parse, "nr", "Score: 70 or 80", "alternatives"),
-        (ss.parse, "nr", "Score: 70/80", "alternatives"),
-        (ss.parse, "nr", "Score: about 70", "hedged"),
-        (ss.parse, "nr", "Score: maybe 70", "hedged"),
-        (ss.parse, "nr", "I would rate it around 70/100.", "hedged"),
-        (ss.parse, "nr", "Score: 61\nFinal score: 65", "conflicting"),
-        (ss.parse, "nr", "I'd rate it 60/100, or perhaps 70/100.", "conflicting"),
-        (ss.parse, "nr", "Score: 101", "out_of_range"),
-        (ss.parse, "nr", "The image has 3 problems and 2 strengths.", "no_score"),
-        (ms.parse, "nr", "Score: 0, 3, 2", "wrong_count"),
-        (ms.parse, "nr", "Score: first: 0, second: 3, third: 2", "unparseable"),
-        (ms.parse, "nr", "Score: 0, 3, 2, 1 or 1, 3, 2, 0", "alternatives"),
-        (ms.parse, "nr", "Score: 0, 0, 2, 1", "invalid_ranking"),
-        (ds.parse, "nr", "Image 1 is better, but image 2 is sharper.", "conflicting"),
-        (ds.parse, "nr", "Score: 0 (the first image is better)", "conflicting"),
-        (ds.parse, "nr", "Score: 1 or 0", "alternatives"),
-        (ds.parse, "fr", "Image 1 is closer.", "conflicting"),  # image 1 is the reference
-        (ds.parse, "nr", "Score: 3", "out_of_range"),
+        (SS.parse, "nr", "Score: 70-80", "range"),
+        (SS.parse, "nr", "Score: 70 to 80", "range"),
+        (SS.parse, "nr", "Score: 70 or 80", "alternatives"),
+        (SS.parse, "nr", "Score: 70/80", "alternatives"),
+        (SS.parse, "nr", "Score: about 70", "hedged"),
+        (SS.parse, "nr", "Score: maybe 70", "hedged"),
+        (SS.parse, "nr", "I would rate it around 70/100.", "hedged"),
+        (SS.parse, "nr", "Score: 61\nFinal score: 65", "conflicting"),
+        (SS.parse, "nr", "I'd rate it 60/100, or perhaps 70/100.", "conflicting"),
+        (SS.parse, "nr", "Score: 101", "out_of_range"),
+        (SS.parse, "nr", "The image has 3 problems and 2 strengths.", "no_score"),
+        (MS.parse, "nr", "Score: 0, 3, 2", "wrong_count"),
+        (MS.parse, "nr", "Score: first: 0, second: 3, third: 2", "unparseable"),
+        (MS.parse, "nr", "Score: 0, 3, 2, 1 or 1, 3, 2, 0", "alternatives"),
+        (MS.parse, "nr", "Score: 0, 0, 2, 1", "invalid_ranking"),
+        (DS.parse, "nr", "Image 1 is better, but image 2 is sharper.", "conflicting"),
+        (DS.parse, "nr", "Score: 0 (the first image is better)", "conflicting"),
+        (DS.parse, "nr", "Score: 1 or 0", "alternatives"),
+        (DS.parse, "fr", "Image 1 is closer.", "conflicting"),  # image 1 is the reference
+        (DS.parse, "nr", "Score: 3", "out_of_range"),
     ],
 )
 def test_ambiguous_answers_are_refused_with_a_named_reason(parse, setting, text, reason):
@@ -189,11 +191,11 @@ def test_ambiguous_answers_are_refused_with_a_named_reason(parse, setting, text,
 @pytest.mark.parametrize(
     ("parse", "text"),
     [
-        (ss.parse, "Score: 73"),
-        (ss.parse, "Description: sharp, little noise.\nScore: 88"),
-        (ds.parse, "Score: 2"),
-        (ms.parse, "Score: 0, 3, 2, 1"),
-        (ms.parse, "Description: the second is best.\nScore: 0, 3, 2, 1"),
+        (SS.parse, "Score: 73"),
+        (SS.parse, "Description: sharp, little noise.\nScore: 88"),
+        (DS.parse, "Score: 2"),
+        (MS.parse, "Score: 0, 3, 2, 1"),
+        (MS.parse, "Description: the second is best.\nScore: 0, 3, 2, 1"),
     ],
 )
 def test_answers_in_exactly_the_requested_format_are_compliant(parse, text):
@@ -218,7 +220,7 @@ def test_every_accepted_ss_variant_yields_the_score_it_states(value, label, scal
     if not label and not scale:
         label = "Score:"  # a bare number inside prose is not marked as the score
     text = f"{before}{label} {wrap[0]}{value}{scale}{wrap[1]}{after}"
-    assert ss.parse(text, "nr").values == (float(value),), text
+    assert SS.parse(text, "nr").values == (float(value),), text
 
 
 @settings(derandomize=True, max_examples=300, deadline=None)
@@ -232,7 +234,7 @@ def test_every_labelled_ranking_yields_the_ranks_it_states(ranks, order, style, 
     names = {1: "first", 2: "second", 3: "third", 4: "fourth"}
     parts = [f"{names[p] if style == 'ordinal' else f'Image {p}'}: {ranks[p - 1]}" for p in order]
     text = "Score: " + sep.join(parts)
-    assert ms.parse(text, "nr").values == tuple(float(r) for r in ranks), text
+    assert MS.parse(text, "nr").values == tuple(float(r) for r in ranks), text
 
 
 @settings(derandomize=True, max_examples=400, deadline=None)
@@ -245,7 +247,7 @@ def test_every_labelled_ranking_yields_the_ranks_it_states(ranks, order, style, 
 def test_no_ambiguous_ss_answer_yields_a_score(a, b, shape, label):
     if a == b and "{b}" in shape:
         b = (a + 1) % 101
-    judgement = ss.parse(label + shape.format(a=a, b=b), "nr")
+    judgement = SS.parse(label + shape.format(a=a, b=b), "nr")
     assert judgement.values is None and judgement.failure is not None
 
 
@@ -253,7 +255,7 @@ def test_no_ambiguous_ss_answer_yields_a_score(a, b, shape, label):
 @given(st.integers(0, 100), st.integers(0, 100), st.sampled_from(["Score:", "Final score:", "Rating:"]))
 def test_two_different_scores_for_one_judgement_are_conflicting(a, b, second_label):
     text = f"Score: {a}\nSome thoughts.\n{second_label} {b}"
-    judgement = ss.parse(text, "nr")
+    judgement = SS.parse(text, "nr")
     if a == b:
         assert judgement.values == (float(a),)
     else:

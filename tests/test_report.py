@@ -183,7 +183,7 @@ def test_records_carry_each_predictions_stimulus_path():
         "srcc",
         (Prediction("a", 1.0, 2.0, "g"), Prediction("z", 0.0, 1.0, "g")),
     )
-    record = cell_record(result, 1, None, "ok", [item])
+    record = cell_record(result.spec, 1, "ok", result=result, items=[item])
     assert [p["image"] for p in record["predictions"]] == ["/data/a.png", None]
 
 

@@ -35,6 +35,7 @@ from scipy.stats import norm
 from scipy.stats import t as t_dist
 
 from iqa_eval.metrics import KERNELS, group_codes
+from iqa_eval.types import BEST
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -116,7 +117,7 @@ def cell_key(record: Mapping[str, Any]) -> str:
     """
     if record.get("stage") == 2:
         parts = (record["model"], record["dataset"], f"{record['setting']}_{record['attribute']}")
-        return "/".join([*parts, "best", "best", str(record["subset"])])
+        return "/".join([*parts, BEST, BEST, str(record["subset"])])
     return str(record["id"])
 
 

@@ -10,18 +10,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from types import ModuleType
 
 import numpy as np
 
 from iqa_eval.datasets.base import Dataset
-from iqa_eval.protocols import ds, ms, ss
-from iqa_eval.protocols.base import Plan
+from iqa_eval.protocols.base import Plan, PlanRequest
 from iqa_eval.protocols.demos import demonstration
+from iqa_eval.protocols.registry import method
 from iqa_eval.sampling import subsets, uniform
 from iqa_eval.types import Answer, CellResult, CellSpec, Decoding, Example, Item, Judgement
 
-PROTOCOL_IMPLS: dict[str, ModuleType] = {"ss": ss, "ds": ds, "ms": ms}
 SUBSETS = ("uniform", "finegrained", "difficult", "all")
 EXAMPLES_PER_CELL = 12
 EXAMPLE_CHARS = 2000
@@ -52,26 +50,22 @@ class Planner:
     paper: bool = False
 
     def plan(self, spec: CellSpec, dataset: Dataset) -> Plan:
-        impl = PROTOCOL_IMPLS.get(spec.protocol)
-        if impl is None:
-            raise ValueError(
-                f"protocol {spec.protocol!r} is not available; known: {', '.join(PROTOCOL_IMPLS)}"
-            )
+        impl = method(spec.protocol)
         demo = None
         if spec.strategy == "icl":
             pool = dataset.demo_pool(spec.setting, spec.attribute)
             demo = demonstration(spec.protocol, pool, quality_range(dataset), self.paper)
-        plan: Plan = impl.plan(
-            subset_items(dataset, spec),
-            spec.setting,
-            spec.strategy,
-            demo,
-            self.decoding,
-            dataset.local_in(spec.setting),
-            self.seed,
-            self.paper,
+        request = PlanRequest(
+            items=subset_items(dataset, spec),
+            setting=spec.setting,
+            strategy=spec.strategy,
+            local=dataset.local_in(spec.setting),
+            demo=demo,
+            decoding=self.decoding,
+            seed=self.seed,
+            paper=self.paper,
         )
-        return plan
+        return impl.plan(request)
 
 
 def judge_answer(spec: CellSpec, answer: Answer | None) -> Judgement:
@@ -80,8 +74,7 @@ def judge_answer(spec: CellSpec, answer: Answer | None) -> Judgement:
         return Judgement(None, "not_run")
     if not answer.ok or answer.text is None:
         return Judgement(None, answer.error or "no_answer")
-    parsed: Judgement = PROTOCOL_IMPLS[spec.protocol].parse(answer.text, spec.setting)
-    return parsed
+    return method(spec.protocol).parse(answer.text, spec.setting)
 
 
 def judge_answers(spec: CellSpec, plan: Plan, answers: Mapping[str, Answer]) -> dict[str, Judgement]:
@@ -120,7 +113,7 @@ def evaluate(
             f"PAPER RANDOM FILL: {sum(failures.values())} of {len(pairs)} judgements are random "
             "stand-ins for failed answers; every metric of this cell is affected"
         )
-    aggregate = PROTOCOL_IMPLS[spec.protocol].aggregate(plan, pairs, seed, n_resamples)
+    aggregate = method(spec.protocol).aggregate(plan, pairs, seed=seed, n_resamples=n_resamples)
     metrics = aggregate.metrics
     if random_fill and failures:
         mark = f"includes {sum(failures.values())} random-fill judgements"

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from iqa_eval.types import ATTRIBUTES, PROTOCOLS, SETTINGS, STRATEGIES, CellResult, CellSpec
+from iqa_eval.types import ATTRIBUTES, PROTOCOLS, SETTINGS, STRATEGIES, CellResult, CellSpec, Stage2Cell
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -55,8 +55,12 @@ class GateError(ValueError):
     """A gate profile that cannot be used; the message names the file and the rule."""
 
 
-def cell_markers(spec: CellSpec) -> frozenset[str]:
-    markers = {spec.setting, spec.attribute, spec.protocol, spec.strategy, f"{spec.setting}_{spec.attribute}"}
+def cell_markers(spec: CellSpec | Stage2Cell) -> frozenset[str]:
+    """The markers that select a cell; a stage-2 cell learns its system only at run time, so it
+    carries no system markers."""
+    markers = {spec.setting, spec.attribute, f"{spec.setting}_{spec.attribute}"}
+    if isinstance(spec, CellSpec):
+        markers |= {spec.protocol, spec.strategy}
     if spec.subset == "metamorphic":
         markers.add("metamorphic")
     return frozenset(markers)

@@ -18,7 +18,7 @@ from iqa_eval.datasets.ceiling import noise_ceiling
 from iqa_eval.datasets.public import SelectionOptions
 from iqa_eval.datasets.registry import load_dataset
 from iqa_eval.evaluation import metamorphic
-from iqa_eval.evaluation.cells import PROTOCOL_IMPLS, Planner, evaluate, judge_answer
+from iqa_eval.evaluation.cells import Planner, evaluate, judge_answer
 from iqa_eval.evaluation.config import RunConfig
 from iqa_eval.evaluation.gates import Gate, GateProfile
 from iqa_eval.execution.cache import ResponseCache
@@ -27,13 +27,23 @@ from iqa_eval.images import ImageStore
 from iqa_eval.models.base import INFRASTRUCTURE_FAILURES, ModelClient, ModelIdentity
 from iqa_eval.models.registry import make_client
 from iqa_eval.protocols.base import Plan, metric_value
+from iqa_eval.protocols.registry import METHODS
 from iqa_eval.sampling.subsets import stage2_subset
-from iqa_eval.types import STRATEGIES, Answer, CellResult, CellSpec, Item, MetricValue, Protocol, Strategy
+from iqa_eval.types import (
+    STRATEGIES,
+    Answer,
+    CellResult,
+    CellSpec,
+    Item,
+    MetricValue,
+    Protocol,
+    Stage2Cell,
+    Strategy,
+)
 
 STAGE1_SUBSET = "uniform"
 METAMORPHIC_SUBSET = "metamorphic"
 PAPER_REASKS = 2
-BEST = "best"
 
 
 @dataclass(frozen=True)
@@ -45,11 +55,8 @@ class BestSystem:
 
 
 def systems() -> list[tuple[Protocol, Strategy]]:
-    return [(p, s) for p in PROTOCOL_IMPLS for s in STRATEGIES if s in available_strategies(p)]  # type: ignore[misc]
-
-
-def available_strategies(protocol: str) -> tuple[str, ...]:
-    return tuple(getattr(PROTOCOL_IMPLS[protocol], "STRATEGIES", STRATEGIES))
+    """The prompting systems of stage 1: each method with each strategy it supports."""
+    return [(p, s) for p, m in METHODS.items() for s in STRATEGIES if s in m.strategies]
 
 
 class Unsupported(Exception):
@@ -195,10 +202,10 @@ class Suite:
             for protocol, strategy in systems()
         ]
 
-    def stage2_specs(self) -> list[CellSpec]:
-        """Stage-2 cells before their system is known: protocol and strategy read ``best``."""
+    def stage2_specs(self) -> list[Stage2Cell]:
+        """Stage-2 cells, before their system is known."""
         return [
-            CellSpec(model, name, setting, attribute, BEST, BEST, stage2_subset(dataset))  # type: ignore[arg-type]
+            Stage2Cell(model, name, setting, attribute, stage2_subset(dataset))
             for model in self.config.models
             for name, dataset in self.datasets.items()
             for setting, attribute in dataset.cells()
@@ -329,8 +336,7 @@ class Suite:
         (protocol, strategy), best = ranking[0]
         return BestSystem(protocol, strategy, best, tuple((f"{p}/{s}", v) for (p, s), v in ranking))
 
-    def stage2_spec(self, spec: CellSpec) -> tuple[CellSpec, BestSystem]:
-        best = self.best_system(spec.model, spec.dataset, spec.setting)
-        return CellSpec(
-            spec.model, spec.dataset, spec.setting, spec.attribute, best.protocol, best.strategy, spec.subset
-        ), best
+    def stage2_spec(self, cell: Stage2Cell) -> tuple[CellSpec, BestSystem]:
+        """The cell a stage-2 cell evaluates: its model's best system, and how it was chosen."""
+        best = self.best_system(cell.model, cell.dataset, cell.setting)
+        return cell.with_system(best.protocol, best.strategy), best

@@ -14,8 +14,8 @@ from iqa_eval.evaluation.gates import MARKERS, cell_markers, judge
 from iqa_eval.evaluation.metamorphic import Case
 from iqa_eval.evaluation.suite import Suite, Unsupported
 from iqa_eval.plugin.options import USER_ERRORS
-from iqa_eval.report.records import cell_record, metric_record
-from iqa_eval.types import CellResult, CellSpec, Item
+from iqa_eval.report.records import CellRecord, cell_record, metric_record
+from iqa_eval.types import CellResult, CellSpec, Item, Stage2Cell
 
 SUITE = pytest.StashKey[Suite]()
 BASELINE = pytest.StashKey[Baseline | None]()
@@ -50,14 +50,10 @@ def _parametrize_cells(metafunc: pytest.Metafunc) -> None:
     stage = int(marker.args[0])
     suite = metafunc.config.stash[SUITE]
     try:
-        specs = suite.stage1_specs() if stage == 1 else suite.stage2_specs()
+        specs: Sequence[CellSpec | Stage2Cell] = suite.stage1_specs() if stage == 1 else suite.stage2_specs()
     except USER_ERRORS as err:
         raise pytest.UsageError(f"iqa-eval: {err}") from None
-    params = []
-    for spec in specs:
-        # Stage-2 cells learn their system only at run time, so they carry no system markers.
-        names = cell_markers(spec) if stage == 1 else cell_markers(spec) - {spec.protocol, spec.strategy}
-        params.append(pytest.param((stage, spec), id=spec.id, marks=_marks(names)))
+    params = [pytest.param((stage, spec), id=spec.id, marks=_marks(cell_markers(spec))) for spec in specs]
     metafunc.parametrize(PROPERTY, params, indirect=True)
 
 
@@ -84,34 +80,33 @@ def _marks(names: Iterable[str]) -> list[pytest.MarkDecorator]:
 class CellCheck:
     """What a suite test receives: its cell, and the one call that evaluates and gates it."""
 
-    def __init__(self, suite: Suite, stage: int, spec: CellSpec, node: pytest.Item) -> None:
+    def __init__(self, suite: Suite, stage: int, spec: CellSpec | Stage2Cell, node: pytest.Item) -> None:
         self.suite, self.stage, self.spec, self.node = suite, stage, spec, node
 
     def check(self) -> None:
         """Evaluate the cell and assert its gate; the record goes to the reports either way."""
         self._run(self._result)
 
-    def _result(self) -> tuple[CellSpec, CellResult, dict[str, Any]]:
-        spec, extra = self.spec, {}
-        if self.stage == 2:
-            spec, best = self.suite.stage2_spec(spec)
-            extra = {
-                "selected_by": {
-                    "rule": "highest mean stage-1 SRCC over attributes",
-                    "srcc": best.srcc,
-                    "ranking": [list(r) for r in best.ranking],
-                }
+    def _result(self) -> tuple[CellSpec, CellResult, dict[str, Any] | None]:
+        if isinstance(self.spec, CellSpec):
+            spec, selected_by = self.spec, None
+        else:
+            spec, best = self.suite.stage2_spec(self.spec)
+            selected_by = {
+                "rule": "highest mean stage-1 SRCC over attributes",
+                "srcc": best.srcc,
+                "ranking": [list(r) for r in best.ranking],
             }
         reason = self.suite.unsupported(spec)
         if reason is not None:
             raise Unsupported(reason)
-        return spec, self.suite.result(spec), extra
+        return spec, self.suite.result(spec), selected_by
 
-    def _run(self, produce: Callable[[], tuple[CellSpec, CellResult, dict[str, Any]]]) -> None:
+    def _run(self, produce: Callable[[], tuple[CellSpec, CellResult, dict[str, Any] | None]]) -> None:
         try:
-            spec, result, extra = produce()
+            spec, result, selected_by = produce()
         except Unsupported as err:
-            self._finish(_bare_record(self.spec, self.stage, "skipped", str(err)))
+            self._finish(cell_record(self.spec, self.stage, str(err), outcome="skipped"))
             pytest.skip(str(err))
         except USER_ERRORS as err:
             self._fail_with_error(str(err))
@@ -119,8 +114,11 @@ class CellCheck:
         verdict = judge(result, gate)
         dataset = self.suite.datasets[spec.dataset]
         stimuli = dataset.items(spec.setting, spec.attribute)
-        record = cell_record(result, self.stage, dict(verdict.gate), verdict.message, stimuli)
-        record.update(extra)
+        record = cell_record(
+            spec, self.stage, verdict.message, result=result, gate=dict(verdict.gate), items=stimuli
+        )
+        if selected_by is not None:
+            record["selected_by"] = selected_by
         record["fingerprint"] = self.suite.clients[spec.model].fingerprint
         record["identity"] = self.suite.identity_record(spec.model)
         record["dataset_digest"] = dataset.manifest_digest()
@@ -149,7 +147,7 @@ class CellCheck:
         if not verdict.passed:
             pytest.fail(verdict.message, pytrace=False)
 
-    def _against_baseline(self, record: dict[str, Any], tolerance: float) -> str | None:
+    def _against_baseline(self, record: CellRecord, tolerance: float) -> str | None:
         """Compare with the baseline run, if any; returns the message of a regression."""
         baseline = self.node.config.stash.get(BASELINE, None)
         if baseline is None:
@@ -165,16 +163,18 @@ class CellCheck:
         record["message"] = f"{comparison.message()}; {record['message']}"
         return comparison.message()
 
-    def _finish(self, record: dict[str, Any]) -> None:
+    def _finish(self, record: CellRecord) -> None:
         self.node.user_properties.append((PROPERTY, record))
 
     def _fail_with_error(self, message: str) -> NoReturn:
-        self._finish(_bare_record(self.spec, self.stage, "error", message))
+        self._finish(cell_record(self.spec, self.stage, message, outcome="error"))
         pytest.fail(f"iqa-eval error: {message}", pytrace=False)
 
 
 class MetamorphicCheck(CellCheck):
     """A metamorphic cell: the test draws the cases (with hypothesis), the suite answers them."""
+
+    spec: CellSpec  # a metamorphic cell is always a stage-1 system's
 
     @property
     def groups(self) -> list[list[Item]]:
@@ -182,24 +182,13 @@ class MetamorphicCheck(CellCheck):
         return self.suite.metamorphic_items(self.spec)
 
     def check_cases(self, cases: Sequence[Case]) -> None:
-        def produce() -> tuple[CellSpec, CellResult, dict[str, Any]]:
+        def produce() -> tuple[CellSpec, CellResult, dict[str, Any] | None]:
             reason = self.suite.unsupported(self.spec)
             if reason is not None:
                 raise Unsupported(reason)
-            return self.spec, self.suite.metamorphic_result(self.spec, cases), {}
+            return self.spec, self.suite.metamorphic_result(self.spec, cases), None
 
         self._run(produce)
-
-
-def _bare_record(spec: CellSpec, stage: int, outcome: str, message: str) -> dict[str, Any]:
-    """The record of a cell that produced no result: it still appears in the reports."""
-    return {
-        "id": spec.id, "stage": stage, "model": spec.model, "dataset": spec.dataset,
-        "setting": spec.setting, "attribute": spec.attribute, "protocol": spec.protocol,
-        "strategy": spec.strategy, "subset": spec.subset, "n_items": 0, "n_queries": 0,
-        "n_failed": {}, "coverage": 0.0, "primary_metric": None, "metrics": {}, "gate": None,
-        "outcome": outcome, "message": message, "notes": [], "predictions": [], "examples": [],
-    }  # fmt: skip
 
 
 @pytest.fixture
@@ -226,12 +215,13 @@ def selected_ids(items: list[pytest.Item]) -> set[str]:
     return keys
 
 
-def selected_specs(items: list[pytest.Item]) -> list[tuple[int, CellSpec]]:
+def selected_specs(items: list[pytest.Item]) -> list[CellSpec | Stage2Cell]:
+    """The cells of the selected suite tests (metamorphic cells plan their queries themselves)."""
     out = []
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and PROPERTY in callspec.params:
-            out.append(callspec.params[PROPERTY])
+            out.append(callspec.params[PROPERTY][1])
     return out
 
 

@@ -15,7 +15,7 @@ from iqa_eval.models.base import ModelIdentity
 from iqa_eval.plugin.cells import SUITE, selected_specs
 from iqa_eval.plugin.options import USER_ERRORS
 from iqa_eval.plugin.scopes import cell_scope
-from iqa_eval.types import CellSpec
+from iqa_eval.types import CellSpec, Stage2Cell
 
 EXECUTED_SCOPES = pytest.StashKey[set[str]]()
 WORKER_USAGE = "iqa_eval_usage"
@@ -40,25 +40,24 @@ def identity_from_wire(spec: str, wire: dict[str, Any]) -> ModelIdentity | Unide
     return ModelIdentity.from_record(spec, wire)
 
 
-def execute_up_front(suite: Suite, selected: list[tuple[int, CellSpec]]) -> None:
+def execute_up_front(suite: Suite, selected: list[CellSpec | Stage2Cell]) -> None:
     """Send every query of the selected cells at once: their stage-1 cells, the stage-1 cells of
     the settings their stage-2 cells choose a system from, then the stage-2 cells themselves.
 
     One dispatch keeps ``concurrency`` requests in flight across cell boundaries; cell by cell,
     each cell's last wave of requests would leave the model idle.
     """
-    stage1 = [spec for stage, spec in selected if stage == 1]
-    groups = {spec.group for stage, spec in selected if stage == 2}
-    stage1 += [s for s in suite.stage1_specs() if s.group in groups]
-    suite.execute(stage1)
-    stage2 = []
-    for stage, spec in selected:
-        if stage == 2:
-            try:
-                stage2.append(suite.stage2_spec(spec)[0])
-            except Unsupported:
-                continue  # the test itself skips with the reason
-    suite.execute(stage2)
+    stage2 = [cell for cell in selected if isinstance(cell, Stage2Cell)]
+    groups = {cell.group for cell in stage2}
+    stage1 = [cell for cell in selected if isinstance(cell, CellSpec)]
+    suite.execute([*stage1, *(s for s in suite.stage1_specs() if s.group in groups)])
+    chosen = []
+    for cell in stage2:
+        try:
+            chosen.append(suite.stage2_spec(cell)[0])
+        except Unsupported:
+            continue  # the test itself skips with the reason
+    suite.execute(chosen)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -100,7 +99,7 @@ def cell_id(item: pytest.Item) -> str:
     """The cell an item tests (its node id when it tests none): what a shard is chosen by."""
     callspec = getattr(item, "callspec", None)
     for value in callspec.params.values() if callspec is not None else ():
-        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], CellSpec):
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], CellSpec | Stage2Cell):
             return value[1].id
     return item.nodeid
 

@@ -1,4 +1,5 @@
-"""What every psychophysical method shares: plans of queries, and assembling one query.
+"""What every psychophysical method shares: the ``Method`` seam, plans of queries, and
+assembling one query.
 
 A plan binds each query to the items it judges, in presentation order, so that parsing and
 aggregation never have to guess which answer belongs to which stimulus.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol as TypingProtocol
 
 from iqa_eval.metrics import Estimate
 from iqa_eval.prompts import get_template, render
@@ -34,6 +36,28 @@ class Demonstration:
 
 
 @dataclass(frozen=True)
+class PlanRequest:
+    """Everything a cell gives a method to plan its queries from.
+
+    One typed request rather than keyword arguments: a structural ``Method`` must declare every
+    argument the planner passes, so a method that does not use one (single stimulus draws
+    nothing at random, so needs no seed) would still have to take it. With a request each
+    method reads only the fields it uses.
+    """
+
+    items: Sequence[Item]
+    setting: Setting
+    strategy: Strategy
+    local: bool
+    """Whether scores are comparable only inside an item's group (pairs and groups stay inside)."""
+    demo: Demonstration | None = None
+    decoding: Decoding = field(default_factory=Decoding)
+    seed: int = 0
+    paper: bool = False
+    """The study's own schedule where it differs from the suite's default."""
+
+
+@dataclass(frozen=True)
 class PlannedQuery:
     query: Query
     item_ids: tuple[str, ...]
@@ -50,12 +74,39 @@ class Plan:
     notes: tuple[str, ...] = ()
 
 
+Judged = Sequence[tuple[PlannedQuery, Judgement]]
+"""Each planned query with the judgement of its answer, in plan order."""
+
+
 @dataclass(frozen=True)
 class Aggregate:
     metrics: Mapping[str, MetricValue]
     primary_metric: str
     predictions: tuple[Prediction, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Method(TypingProtocol):
+    """One psychophysical method (ss, ds, ms): plan its queries, parse an answer, aggregate.
+
+    Named ``Method``, not ``Protocol``: in this suite "protocol" is the user's word for ss, ds
+    and ms (the ``iqa_eval.types.Protocol`` literal, options, markers, JSON fields), and this
+    class is itself a ``typing.Protocol``; a third meaning of the word would be one too many.
+    """
+
+    @property
+    def name(self) -> Protocol: ...
+
+    @property
+    def strategies(self) -> tuple[Strategy, ...]:
+        """The prompting strategies the method has templates for, in the suite's order."""
+        ...
+
+    def plan(self, request: PlanRequest) -> Plan: ...
+
+    def parse(self, text: str, setting: Setting) -> Judgement: ...
+
+    def aggregate(self, plan: Plan, judged: Judged, *, seed: int, n_resamples: int = 1000) -> Aggregate: ...
 
 
 def build_query(

@@ -14,11 +14,19 @@ from collections.abc import Sequence
 import numpy as np
 
 from iqa_eval.metrics import estimate_rate
-from iqa_eval.protocols.base import Aggregate, Demonstration, Plan, PlannedQuery, build_query, metric_value
+from iqa_eval.protocols.base import (
+    Aggregate,
+    Judged,
+    Plan,
+    PlannedQuery,
+    PlanRequest,
+    build_query,
+    metric_value,
+)
 from iqa_eval.protocols.pairwise import Outcome, partners, position_balance, scale, scale_metrics
 from iqa_eval.protocols.parsing import parse_fixed
 from iqa_eval.protocols.verbal import read_verdict
-from iqa_eval.types import Decoding, Item, Judgement, Setting, Strategy
+from iqa_eval.types import STRATEGIES, Item, Judgement, Protocol, Setting, Strategy
 
 PAIRS_PER_ITEM = 5
 PAPER_SEED = 20
@@ -47,65 +55,59 @@ def schedule(
     return pairs, lonely
 
 
-def plan(
-    items: Sequence[Item],
-    setting: Setting,
-    strategy: Strategy,
-    demo: Demonstration | None,
-    decoding: Decoding,
-    local: bool,
-    seed: int,
-    paper: bool = False,
-) -> Plan:
-    rng = np.random.default_rng(PAPER_SEED if paper else seed)
-    pairs, lonely = schedule(items, local or setting == "fr", rng)
-    orders = pairs if paper else [p for a, b in pairs for p in ((a, b), (b, a))]
-    queries = tuple(
-        PlannedQuery(build_query(setting, "ds", strategy, [a, b], demo, decoding), (a.id, b.id))
-        for a, b in orders
-    )
-    notes = [
-        f"{len(pairs)} distinct pairs, {'anchor first only (paper mode)' if paper else 'each in both orders'}"
-    ]
-    if lonely:
-        notes.append(f"{lonely} item(s) had no comparable partner")
-    return Plan(setting, "ds", strategy, tuple(items), queries, local, tuple(notes))
-
-
-def parse(text: str, setting: Setting) -> Judgement:
-    return parse_fixed(text, 1, allowed={0.0, 1.0, 2.0}, prose=lambda t: read_verdict(t, setting))
-
-
 def _winner(first: str, second: str, code: int) -> str | None:
     return first if code == FIRST else second if code == SECOND else None
 
 
-def aggregate(
-    plan: Plan, judged: Sequence[tuple[PlannedQuery, Judgement]], seed: int, n_resamples: int = 1000
-) -> Aggregate:
-    quality = {item.id: item.quality for item in plan.items}
-    outcomes: list[Outcome] = []
-    credit: list[float] = []
-    by_order: dict[tuple[str, str], int] = {}
-    for pq, judgement in judged:
-        if not judgement.ok or judgement.values is None:
-            continue
-        a, b = pq.item_ids
-        code = int(judgement.values[0])
-        outcomes.append((a, b, code))
-        by_order[(a, b)] = code
-        if quality[a] != quality[b]:
-            better = a if quality[a] > quality[b] else b
-            credit.append(0.5 if code == SAME else float(_winner(a, b, code) == better))
-    consistent = [
-        float(_winner(a, b, code) == _winner(b, a, by_order[(b, a)]))
-        for (a, b), code in by_order.items()
-        if (b, a) in by_order and a < b
-    ]
-    scores, notes = scale(plan.items, outcomes, plan.local)
-    metrics, predictions = scale_metrics(plan.items, scores, plan.local, seed, n_resamples)
-    metrics["accuracy"] = metric_value(estimate_rate(credit, seed=seed, n_resamples=n_resamples))
-    metrics["consistency"] = metric_value(estimate_rate(consistent, seed=seed, n_resamples=n_resamples))
-    metrics["position_balance"] = position_balance([code for _, _, code in outcomes], seed, n_resamples)
-    notes.append("accuracy: pairs with equal truth are left out; an answer of 'same' earns half credit")
-    return Aggregate(metrics, "srcc", predictions, tuple(notes))
+class DoubleStimulus:
+    name: Protocol = "ds"
+    strategies: tuple[Strategy, ...] = STRATEGIES
+
+    def plan(self, request: PlanRequest) -> Plan:
+        r = request
+        rng = np.random.default_rng(PAPER_SEED if r.paper else r.seed)
+        pairs, lonely = schedule(r.items, r.local or r.setting == "fr", rng)
+        orders = pairs if r.paper else [p for a, b in pairs for p in ((a, b), (b, a))]
+        queries = tuple(
+            PlannedQuery(build_query(r.setting, "ds", r.strategy, [a, b], r.demo, r.decoding), (a.id, b.id))
+            for a, b in orders
+        )
+        order = "anchor first only (paper mode)" if r.paper else "each in both orders"
+        notes = [f"{len(pairs)} distinct pairs, {order}"]
+        if lonely:
+            notes.append(f"{lonely} item(s) had no comparable partner")
+        return Plan(r.setting, "ds", r.strategy, tuple(r.items), queries, r.local, tuple(notes))
+
+    def parse(self, text: str, setting: Setting) -> Judgement:
+        return parse_fixed(text, 1, allowed={0.0, 1.0, 2.0}, prose=lambda t: read_verdict(t, setting))
+
+    def aggregate(self, plan: Plan, judged: Judged, *, seed: int, n_resamples: int = 1000) -> Aggregate:
+        quality = {item.id: item.quality for item in plan.items}
+        outcomes: list[Outcome] = []
+        credit: list[float] = []
+        by_order: dict[tuple[str, str], int] = {}
+        for pq, judgement in judged:
+            if not judgement.ok or judgement.values is None:
+                continue
+            a, b = pq.item_ids
+            code = int(judgement.values[0])
+            outcomes.append((a, b, code))
+            by_order[(a, b)] = code
+            if quality[a] != quality[b]:
+                better = a if quality[a] > quality[b] else b
+                credit.append(0.5 if code == SAME else float(_winner(a, b, code) == better))
+        consistent = [
+            float(_winner(a, b, code) == _winner(b, a, by_order[(b, a)]))
+            for (a, b), code in by_order.items()
+            if (b, a) in by_order and a < b
+        ]
+        scores, notes = scale(plan.items, outcomes, plan.local)
+        metrics, predictions = scale_metrics(plan.items, scores, plan.local, seed, n_resamples)
+        metrics["accuracy"] = metric_value(estimate_rate(credit, seed=seed, n_resamples=n_resamples))
+        metrics["consistency"] = metric_value(estimate_rate(consistent, seed=seed, n_resamples=n_resamples))
+        metrics["position_balance"] = position_balance([code for _, _, code in outcomes], seed, n_resamples)
+        notes.append("accuracy: pairs with equal truth are left out; an answer of 'same' earns half credit")
+        return Aggregate(metrics, "srcc", predictions, tuple(notes))
+
+
+DS = DoubleStimulus()

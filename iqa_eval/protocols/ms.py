@@ -9,81 +9,77 @@ once; FR allows ties, as the study's FR prompt does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from itertools import combinations
 
 import numpy as np
 
 from iqa_eval.metrics import krcc
-from iqa_eval.protocols.base import Aggregate, Demonstration, Plan, PlannedQuery, build_query
+from iqa_eval.protocols.base import Aggregate, Judged, Plan, PlannedQuery, PlanRequest, build_query
 from iqa_eval.protocols.pairwise import Outcome, mean_with_ci, partners, scale, scale_metrics
 from iqa_eval.protocols.parsing import parse_fixed
-from iqa_eval.types import Decoding, Item, Judgement, Setting, Strategy
+from iqa_eval.types import STRATEGIES, Judgement, Protocol, Setting, Strategy
 
 GROUPS_PER_ITEM = 2
 GROUP_SIZE = 4
 
 
-def plan(
-    items: Sequence[Item],
-    setting: Setting,
-    strategy: Strategy,
-    demo: Demonstration | None,
-    decoding: Decoding,
-    local: bool,
-    seed: int,
-    paper: bool = False,
-) -> Plan:
-    del paper  # the study's MS schedule is already the default
-    rng = np.random.default_rng(seed)
-    seen: set[tuple[str, ...]] = set()
-    queries: list[PlannedQuery] = []
-    short = 0
-    for item in items:
-        pool = partners(item, items, local or setting == "fr")
-        if len(pool) < GROUP_SIZE - 1:
-            short += 1
-            continue
-        for _ in range(GROUPS_PER_ITEM):
-            members = [item, *(pool[k] for k in rng.choice(len(pool), GROUP_SIZE - 1, replace=False))]
-            order = rng.permutation(GROUP_SIZE)
-            group = [members[k] for k in order]
-            key = tuple(m.id for m in group)
-            if key not in seen:
-                seen.add(key)
-                queries.append(PlannedQuery(build_query(setting, "ms", strategy, group, demo, decoding), key))
-    notes = [f"{len(queries)} distinct groups of {GROUP_SIZE}"]
-    if short:
-        notes.append(
-            f"{short} item(s) had fewer than {GROUP_SIZE - 1} comparable partners and anchor no group"
-        )
-    return Plan(setting, "ms", strategy, tuple(items), tuple(queries), local, tuple(notes))
+class MultipleStimulus:
+    name: Protocol = "ms"
+    strategies: tuple[Strategy, ...] = STRATEGIES
+
+    def plan(self, request: PlanRequest) -> Plan:
+        """The study's MS schedule is the default, so ``paper`` changes nothing here."""
+        r = request
+        rng = np.random.default_rng(r.seed)
+        seen: set[tuple[str, ...]] = set()
+        queries: list[PlannedQuery] = []
+        short = 0
+        for item in r.items:
+            pool = partners(item, r.items, r.local or r.setting == "fr")
+            if len(pool) < GROUP_SIZE - 1:
+                short += 1
+                continue
+            for _ in range(GROUPS_PER_ITEM):
+                others = rng.choice(len(pool), GROUP_SIZE - 1, replace=False)
+                members = [item, *(pool[k] for k in others)]
+                order = rng.permutation(GROUP_SIZE)
+                group = [members[k] for k in order]
+                key = tuple(m.id for m in group)
+                if key not in seen:
+                    seen.add(key)
+                    query = build_query(r.setting, "ms", r.strategy, group, r.demo, r.decoding)
+                    queries.append(PlannedQuery(query, key))
+        notes = [f"{len(queries)} distinct groups of {GROUP_SIZE}"]
+        if short:
+            notes.append(
+                f"{short} item(s) had fewer than {GROUP_SIZE - 1} comparable partners and anchor no group"
+            )
+        return Plan(r.setting, "ms", r.strategy, tuple(r.items), tuple(queries), r.local, tuple(notes))
+
+    def parse(self, text: str, setting: Setting) -> Judgement:
+        judgement = parse_fixed(text, GROUP_SIZE, allowed={0.0, 1.0, 2.0, 3.0}, labelled=True)
+        if judgement.ok and setting == "nr" and len(set(judgement.values or ())) != GROUP_SIZE:
+            return Judgement(None, "invalid_ranking", judgement.description)
+        return judgement
+
+    def aggregate(self, plan: Plan, judged: Judged, *, seed: int, n_resamples: int = 1000) -> Aggregate:
+        quality = {item.id: item.quality for item in plan.items}
+        outcomes: list[Outcome] = []
+        taus: list[float] = []
+        for pq, judgement in judged:
+            if not judgement.ok or judgement.values is None:
+                continue
+            ranks = judgement.values
+            for i, j in combinations(range(GROUP_SIZE), 2):
+                code = 1 if ranks[i] > ranks[j] else 0 if ranks[i] < ranks[j] else 2
+                outcomes.append((pq.item_ids[i], pq.item_ids[j], code))
+            tau = krcc(list(ranks), [quality[i] for i in pq.item_ids])
+            if tau == tau:  # undefined when the truth ties all four, or the ranking is constant
+                taus.append(tau)
+        scores, notes = scale(plan.items, outcomes, plan.local)
+        metrics, predictions = scale_metrics(plan.items, scores, plan.local, seed, n_resamples)
+        metrics["krcc"] = mean_with_ci(taus, seed, n_resamples, "Kendall tau-b per group of four, averaged")
+        return Aggregate(metrics, "srcc", predictions, tuple(notes))
 
 
-def parse(text: str, setting: Setting) -> Judgement:
-    judgement = parse_fixed(text, GROUP_SIZE, allowed={0.0, 1.0, 2.0, 3.0}, labelled=True)
-    if judgement.ok and setting == "nr" and len(set(judgement.values or ())) != GROUP_SIZE:
-        return Judgement(None, "invalid_ranking", judgement.description)
-    return judgement
-
-
-def aggregate(
-    plan: Plan, judged: Sequence[tuple[PlannedQuery, Judgement]], seed: int, n_resamples: int = 1000
-) -> Aggregate:
-    quality = {item.id: item.quality for item in plan.items}
-    outcomes: list[Outcome] = []
-    taus: list[float] = []
-    for pq, judgement in judged:
-        if not judgement.ok or judgement.values is None:
-            continue
-        ranks = judgement.values
-        for i, j in combinations(range(GROUP_SIZE), 2):
-            code = 1 if ranks[i] > ranks[j] else 0 if ranks[i] < ranks[j] else 2
-            outcomes.append((pq.item_ids[i], pq.item_ids[j], code))
-        tau = krcc(list(ranks), [quality[i] for i in pq.item_ids])
-        if tau == tau:  # undefined when the truth ties all four, or the ranking is constant
-            taus.append(tau)
-    scores, notes = scale(plan.items, outcomes, plan.local)
-    metrics, predictions = scale_metrics(plan.items, scores, plan.local, seed, n_resamples)
-    metrics["krcc"] = mean_with_ci(taus, seed, n_resamples, "Kendall tau-b per group of four, averaged")
-    return Aggregate(metrics, "srcc", predictions, tuple(notes))
+MS = MultipleStimulus()

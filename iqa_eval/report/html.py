@@ -21,7 +21,7 @@ from iqa_eval.evaluation.cells import SUBSETS
 from iqa_eval.report.files import atomic_write
 from iqa_eval.report.plots import ScatterPlotter, thumbnail
 from iqa_eval.report.templating import ENV
-from iqa_eval.types import ATTRIBUTES, PROTOCOLS, SETTINGS, STRATEGIES
+from iqa_eval.types import ATTRIBUTES, BEST, PROTOCOLS, SETTINGS, STRATEGIES
 
 WORST_SHOWN = 4
 EXAMPLES_OPEN = 2
@@ -210,7 +210,7 @@ def _row_order(key: str) -> tuple[int, str]:
 def _column(cell: Mapping[str, Any]) -> tuple[int, str, str, str]:
     """Where a cell sits in its grid: the study's stage-1 subsets, stage 2, then other subsets."""
     if cell["stage"] == 2:
-        return (1, "best", "best", str(cell["subset"]))
+        return (1, BEST, BEST, str(cell["subset"]))
     return (0 if cell["subset"] in SUBSETS else 2, cell["protocol"], cell["strategy"], str(cell["subset"]))
 
 
