@@ -296,6 +296,18 @@ class CellResult:
     notes: tuple[str, ...] = ()
     n_compliant: int | None = None
     """Answers in exactly the requested format; None where answers were not text (levels)."""
+    outcome: Outcome | None = None
+    """What a gate made of the cell (``passed``, ``failed``, or ``error`` when it could not be
+    measured); None until one judged it."""
+    verdict: str = ""
+    """The gate's message: everything its decision used."""
+
+    def check(self) -> None:
+        """Assert the gate's verdict, as a suite test does: a caller's own test calls this."""
+        if self.outcome is None:
+            raise ValueError(f"{self.spec.id}: no gate has judged this cell")
+        if self.outcome != "passed":
+            raise AssertionError(f"{self.spec.id} {self.outcome}: {self.verdict}")
 
     @property
     def coverage(self) -> float:
