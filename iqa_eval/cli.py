@@ -30,6 +30,7 @@ from iqa_eval.report.compare import compare_reports
 from iqa_eval.report.history import HISTORY_NAME, HistoryError, append_history, read_history
 from iqa_eval.report.html import write_html
 from iqa_eval.report.merge import MergeError, merge_reports
+from iqa_eval.report.step_summary import append_step_summary
 from iqa_eval.report.tables import FORMATS, TablesError, tables
 from iqa_eval.report.trend import write_trend
 from iqa_eval.report.writer import HTML_NAME, write_json
@@ -132,6 +133,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
     print(out.with_suffix(".html"))
     if not args.no_history:
         print(append_history(out.parent, merged))
+    # The final job of a sharded CI run: its summary is the one that covers the whole run.
+    summary = append_step_summary(merged)
+    if summary is not None:
+        print(summary)
     return 0
 
 
