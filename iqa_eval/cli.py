@@ -1,7 +1,9 @@
-"""The ``iqa-eval`` command: work with reports, the cache and datasets outside a pytest run.
+"""The ``iqa-eval`` command: run the suite, and work with reports, the cache and datasets outside
+a pytest run.
 
-The evaluation itself runs under pytest (``pytest`` in the repository root); this command covers
-what comes before and after it.
+The evaluation itself runs under pytest: ``iqa-eval run ARGS`` is ``pytest --pyargs iqa_eval.suite
+ARGS`` (the suite as the package ships it, from any folder); the other commands cover what comes
+before and after a run.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 
 from iqa_eval.datasets.builtin import BuiltinDataset
 from iqa_eval.datasets.registry import NAMES
@@ -27,6 +30,7 @@ from iqa_eval.report.compare import compare_reports
 from iqa_eval.report.history import HISTORY_NAME, HistoryError, append_history, read_history
 from iqa_eval.report.html import write_html
 from iqa_eval.report.merge import MergeError, merge_reports
+from iqa_eval.report.step_summary import append_step_summary
 from iqa_eval.report.tables import FORMATS, TablesError, tables
 from iqa_eval.report.trend import write_trend
 from iqa_eval.report.writer import HTML_NAME, write_json
@@ -129,6 +133,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
     print(out.with_suffix(".html"))
     if not args.no_history:
         print(append_history(out.parent, merged))
+    # The final job of a sharded CI run: its summary is the one that covers the whole run.
+    summary = append_step_summary(merged)
+    if summary is not None:
+        print(summary)
     return 0
 
 
@@ -218,9 +226,23 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return subsets.cmd_datasets_list(args)
 
 
+SUITE = "iqa_eval.suite"
+
+
+def run_suite(pytest_args: Sequence[str]) -> int:
+    """The shipped suite under pytest, from the current folder: its pyproject.toml, conftest.py,
+    reports and cache are the ones that count, as with ``pytest --pyargs iqa_eval.suite``."""
+    return int(pytest.main(["--pyargs", SUITE, *pytest_args]))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="iqa-eval", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "run",
+        help=f"run the suite from this folder: everything after 'run' goes to pytest --pyargs {SUITE}",
+        add_help=False,
+    )
     r = sub.add_parser("report", help="render the HTML report again from a JSON report")
     r.add_argument("json", help="path of iqa-report.json")
     r.add_argument("-o", "--output", help="HTML file to write (default: beside the JSON)")
@@ -326,6 +348,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["run"]:
+        # Not through argparse: pytest's options (-m, -k, -n, --iqa-*) are pytest's to parse.
+        return run_suite(argv[1:])
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -30,6 +30,9 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 DEFAULT_MODEL = "expert"
 DEFAULT_GATES = Path("fixtures/gates/default.toml")
+PACKAGED_GATES = Path(__file__).parents[1] / "suite" / "default-gates.toml"
+"""The default profile as the package ships it: a project outside this repository (which has no
+``fixtures/gates/default.toml`` of its own) is gated on it unless it names a profile."""
 
 
 class ConfigError(ValueError):
@@ -82,7 +85,11 @@ OPTIONS: dict[str, tuple[type, Any, str]] = {
         "handcrafted",
         "semantic features of difficult-sample selection: handcrafted or hf:<CLIP path or hub id>",
     ),
-    "gates": (str, None, "gate profile (TOML); default fixtures/gates/default.toml when present"),
+    "gates": (
+        str,
+        None,
+        "gate profile (TOML); default fixtures/gates/default.toml when present, else the one iqa-eval ships",
+    ),
     "report_dir": (str, "reports", "where iqa-report.json and iqa-report.html are written"),
     "cache": (str, ".iqa_cache", "directory of the response cache and generated datasets"),
     "no_cache": (bool, False, "do not read or write cached answers"),
@@ -154,8 +161,8 @@ def build(root: Path, values: dict[str, Any]) -> RunConfig:
     if concurrency < 1:
         raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
     gates = values["gates"]
-    if gates is None and (root / DEFAULT_GATES).is_file():
-        gates = str(DEFAULT_GATES)
+    if gates is None:
+        gates = str(DEFAULT_GATES if (root / DEFAULT_GATES).is_file() else PACKAGED_GATES)
     if values["max_tokens"] < 1:
         raise ConfigError(f"max_tokens must be at least 1, got {values['max_tokens']}")
     if values["compat"] not in ("default", "paper"):

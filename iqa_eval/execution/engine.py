@@ -21,10 +21,9 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from tqdm import tqdm
-
 from iqa_eval.execution.cache import ResponseCache
 from iqa_eval.execution.limits import AdaptiveLimit, RetryPolicy
+from iqa_eval.execution.progress import Tick, meter, say_line
 from iqa_eval.models.base import ModelClient, ModelIdentity, PermanentModelError, TransientModelError
 from iqa_eval.types import Answer, Query
 
@@ -286,6 +285,9 @@ class Engine:
             stats.cached = len(answers)
             todo = [q for q in unique if q.key not in answers]
             stats.dispatched = len(todo)
+            if self.progress:
+                cached = stats.cached
+                say_line(f"{client.spec}: {len(unique)} unique queries, {cached} cached, {len(todo)} to ask")
             if todo:
                 await self._dispatch(client, identity, todo, answers, stats)
         finally:
@@ -321,14 +323,8 @@ class Engine:
         stats: EngineStats,
     ) -> None:
         limit = AdaptiveLimit(self.concurrency)
-        bar = tqdm(
-            total=len(todo),
-            desc=client.spec,
-            unit="q",
-            disable=None if self.progress else True,
-            leave=False,
-            dynamic_ncols=True,
-        )
+        shown = meter(client.spec, len(todo), self.progress)
+        done_count = 0
         store = self.cache is not None and client.cacheable
 
         async def one(query: Query) -> None:
@@ -346,13 +342,9 @@ class Engine:
                 stats.failed += 1
                 reason = answer.error or "unknown"
                 stats.failures[reason] = stats.failures.get(reason, 0) + 1
-            bar.update(1)
-            postfix = f"failed={stats.failed}"
-            if self._spent > 0 or self.budget_usd is not None:
-                postfix += f" spend=${self._spent:.4f}"
-                if self.budget_usd is not None:
-                    postfix += f"/${self.budget_usd:.2f}"
-            bar.set_postfix_str(postfix, refresh=False)
+            nonlocal done_count
+            done_count += 1
+            shown.update(Tick(client.spec, done_count, len(todo), stats.failed, self._spent, self.budget_usd))
 
         try:
             tasks = [asyncio.create_task(one(q)) for q in todo]
@@ -361,7 +353,7 @@ class Engine:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         finally:
-            bar.close()
+            shown.close()
         for task in done:
             error = None if task.cancelled() else task.exception()
             if error is not None:

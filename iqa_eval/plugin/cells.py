@@ -14,6 +14,7 @@ from iqa_eval.evaluation.gates import MARKERS, cell_markers, judge
 from iqa_eval.evaluation.metamorphic import Case
 from iqa_eval.evaluation.suite import Suite, Unsupported
 from iqa_eval.plugin.options import USER_ERRORS
+from iqa_eval.report.reasons import failure_reasons
 from iqa_eval.report.records import CellRecord, cell_record, metric_record
 from iqa_eval.types import CellResult, CellSpec, Item, Stage2Cell
 
@@ -124,13 +125,16 @@ class CellCheck:
         record["dataset_digest"] = dataset.manifest_digest()
         ceiling = self.suite.noise_ceiling(spec, result)
         record["noise_ceiling"] = None if ceiling is None else metric_record(ceiling)
+        # The failure message's second line says how the answers failed (JUnit shows it too).
+        reasons = failure_reasons(record)
+        why = f"\n{reasons}" if reasons else ""
         unmeasured = self.suite.unmeasured(spec, result)
         if unmeasured is not None:
             # Its numbers stay in the record, but no gate or baseline judges a partial measurement.
             record["outcome"] = "error"
             record["message"] = f"{unmeasured}; {verdict.message}"
             self._finish(record)
-            pytest.fail(f"iqa-eval error: {unmeasured}", pytrace=False)
+            pytest.fail(f"iqa-eval error: {unmeasured}{why}", pytrace=False)
         regression = self._against_baseline(record, gate.baseline_tolerance)
         self._finish(record)
         if regression is not None:
@@ -145,7 +149,7 @@ class CellCheck:
                 )
             pytest.xfail(f"known gap: {gate.known_gap}: {verdict.message}")
         if not verdict.passed:
-            pytest.fail(verdict.message, pytrace=False)
+            pytest.fail(verdict.message + why, pytrace=False)
 
     def _against_baseline(self, record: CellRecord, tolerance: float) -> str | None:
         """Compare with the baseline run, if any; returns the message of a regression."""
@@ -193,12 +197,24 @@ class MetamorphicCheck(CellCheck):
 
 @pytest.fixture
 def iqa_cell(request: pytest.FixtureRequest) -> CellCheck:
+    """The cell of a suite test: call ``iqa_cell.check()`` to evaluate it and assert its gate.
+
+    The plugin parametrizes a test using it with one cell per model, dataset, setting,
+    attribute and prompting system; mark the test ``@pytest.mark.iqa_stage(1)`` (every system on
+    a uniform sample) or ``iqa_stage(2)`` (each model's best system on the difficult subsets).
+    """
     stage, spec = request.param
     return CellCheck(request.config.stash[SUITE], stage, spec, request.node)
 
 
 @pytest.fixture
 def iqa_metamorphic(request: pytest.FixtureRequest) -> MetamorphicCheck:
+    """A metamorphic cell: ``.groups`` holds the stage-1 sample in comparability groups to draw
+    cases from, and ``.check_cases(cases)`` asks them and gates the relation's rate.
+
+    Mark the test ``@pytest.mark.iqa_relation("ss"|"ds"|"ms")`` with the protocol whose answers
+    the relation checks; it gets one cell per model, dataset, setting and attribute.
+    """
     stage, spec = request.param
     return MetamorphicCheck(request.config.stash[SUITE], stage, spec, request.node)
 

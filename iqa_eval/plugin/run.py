@@ -5,7 +5,6 @@ and the exit status."""
 from __future__ import annotations
 
 import importlib
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -35,9 +34,13 @@ from iqa_eval.plugin.workers import (
     shard_of,
 )
 from iqa_eval.report.history import append_history
+from iqa_eval.report.html import state
+from iqa_eval.report.junit import junit_properties
 from iqa_eval.report.plots import ScatterPlotter
 from iqa_eval.report.run_info import now
+from iqa_eval.report.step_summary import append_step_summary
 from iqa_eval.report.writer import build_report, remove_partial, write_reports
+from iqa_eval.types import CellSpec, Stage2Cell
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -45,7 +48,8 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = run_config(config)
     except ConfigError as err:
         raise pytest.UsageError(f"iqa-eval: {err}") from None
-    if os.environ.get("CI") or not config.get_verbosity() >= 0:
+    # A terminal gets a live bar, anything else (a CI log) a line every few seconds; -q hides both.
+    if config.get_verbosity() < 0:
         settings = replace(settings, progress=False)
     if is_worker(config):
         # Each xdist worker has an engine of its own: a share of each cap keeps the run within it
@@ -82,6 +86,7 @@ class RunPlugin:
         self.report_paths: tuple[Path, Path] | None = None
         self.history_path: Path | None = None
         self.write_seconds = 0.0
+        self.step_summary: Path | None = None
         self.html_extras = _pytest_html_extras()
         self._scatter: ScatterPlotter | None = None
         self.interrupted = False
@@ -146,6 +151,16 @@ class RunPlugin:
         if not selected or is_worker(self.config) or self.config.option.collectonly:
             return
         suite = self.suite
+        stage2 = [cell for cell in selected if isinstance(cell, Stage2Cell)]
+        groups = {cell.group for cell in stage2}
+        chosen = {cell.id for cell in selected if isinstance(cell, CellSpec)}
+        pulled = [s for s in suite.stage1_specs() if s.group in groups and s.id not in chosen]
+        if pulled:
+            # Otherwise `-m nr_color` asking for one cell and sending queries of 36 is a surprise.
+            self.terminal.write_line(
+                f"iqa-eval: stage 2 picks each system from stage 1 of every attribute of its setting: "
+                f"{len(pulled)} stage-1 cells not selected run too ({', '.join(sorted(groups))})"
+            )
         self._check_baseline_overlap(selected_ids(session.items))
         start = time.perf_counter()
         try:
@@ -177,7 +192,11 @@ class RunPlugin:
             "bless a report of the same models and datasets, or drop --iqa-baseline"
         )
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "teardown":
+            self._scalar_properties(report)
+            return
         if report.failed:
             unmeasured = report.when == "call" and any(
                 name == PROPERTY and cast(dict[str, Any], value).get("outcome") == "error"
@@ -197,6 +216,21 @@ class RunPlugin:
                     # (xfailed), the JSON keeps the truth, "failed", with its known_gap.
                     record["outcome"] = "passed" if report.passed else "failed"
                 self.records[record["id"]] = record
+
+    def _scalar_properties(self, report: pytest.TestReport) -> None:
+        """Swap the cell record a teardown report carries for its scalar ``iqa.*`` properties:
+        pytest's JUnit XML writes each of a teardown report's user properties as a property,
+        and CI systems can show a number, not a repr of the whole record. Call reports keep the
+        record: that is how a worker's cells reach the controller's reports."""
+        properties: list[tuple[str, object]] = []
+        for name, value in report.user_properties:
+            if name == PROPERTY:
+                record = cast(dict[str, Any], value)
+                known = self.records.get(str(record["id"]), record)
+                properties += junit_properties(known, state(known)[0])
+            else:
+                properties.append((name, value))
+        report.user_properties = properties
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
@@ -255,6 +289,7 @@ class RunPlugin:
         # cut short before any cell finished has nothing to chart.
         if shard is None and self.records:
             self.history_path = append_history(directory, report)
+        self.step_summary = append_step_summary(report)
         self.write_seconds = time.perf_counter() - start
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
@@ -263,7 +298,11 @@ class RunPlugin:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.report_paths is None:
             return
-        paths = [*self.report_paths, *([self.history_path] if self.history_path else [])]
+        paths = [
+            *self.report_paths,
+            *([self.history_path] if self.history_path else []),
+            *([self.step_summary] if self.step_summary else []),
+        ]
         self.terminal.summary(
             terminalreporter,
             notices=self._notices(),

@@ -23,6 +23,8 @@ RUN_KEYS = (
     "started",
     "finished",
     "git_commit",
+    "git_dirty",
+    "suite_version",
     "seed",
     "models",
     "datasets",

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from iqa_eval.report.html import state
+from iqa_eval.report.reasons import failure_reasons
 
 _HEAD = ("outcome", "cell", "metric", "value", "95% CI", "coverage", "gate")
 
@@ -82,14 +83,19 @@ def totals(cells: Sequence[Mapping[str, Any]]) -> str:
 
 def summary_lines(cells: Sequence[Mapping[str, Any]]) -> list[str]:
     """Lines of the table: one header, a heading per model and dataset, its cells (stage 1
-    first), then the totals; columns aligned across all groups."""
-    groups: dict[tuple[str, str], list[tuple[str, ...]]] = {}
+    first), then the totals; columns aligned across all groups. Under a failed or error cell
+    whose answers failed, one more line says how they failed."""
+    groups: dict[tuple[str, str], list[tuple[tuple[str, ...], str | None]]] = {}
     for cell in sorted(cells, key=lambda c: (c["model"], c["dataset"], c["stage"], c["id"])):
-        groups.setdefault((cell["model"], cell["dataset"]), []).append(_row(cell))
-    widths = _widths([_HEAD, *(row for rows in groups.values() for row in rows)])
+        why = failure_reasons(cell) if state(cell)[0] in ("failed", "error") else None
+        groups.setdefault((cell["model"], cell["dataset"]), []).append((_row(cell), why))
+    widths = _widths([_HEAD, *(row for rows in groups.values() for row, _ in rows)])
     lines = [_line(_HEAD, widths)]
     for (model, dataset), rows in groups.items():
         lines.append(f"{model} · {dataset}")
-        lines.extend(_line(row, widths) for row in rows)
+        for row, why in rows:
+            lines.append(_line(row, widths))
+            if why:
+                lines.append(f"      {why}")
     lines.append(totals(cells))
     return lines

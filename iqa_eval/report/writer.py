@@ -10,7 +10,8 @@ from typing import Any
 from iqa_eval.report.files import atomic_write
 from iqa_eval.report.html import state, write_html
 from iqa_eval.report.records import SCHEMA_VERSION
-from iqa_eval.report.run_info import git_commit, package_versions, platform_info
+from iqa_eval.report.run_info import git_commit, git_dirty, package_versions, platform_info
+from iqa_eval.version import __version__
 
 JSON_NAME = "iqa-report.json"
 HTML_NAME = "iqa-report.html"
@@ -42,7 +43,14 @@ def assemble(cells: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) -> dict
 def build_report(records: Sequence[dict[str, Any]], run: dict[str, Any], root: Path) -> dict[str, Any]:
     return assemble(
         records,
-        {**run, "git_commit": git_commit(root), "packages": package_versions(), "platform": platform_info()},
+        {
+            **run,
+            "git_commit": git_commit(root),
+            "git_dirty": git_dirty(root),
+            "suite_version": __version__,
+            "packages": package_versions(),
+            "platform": platform_info(),
+        },
     )
 
 

@@ -1,0 +1,25 @@
+"""What the plugin offers is documented where users look: ``pytest --fixtures`` and the README."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_fixture_of_the_plugin_has_a_docstring(pytester):
+    output = pytester.runpytest("--fixtures").stdout.str()
+    sections = output.split("fixtures defined from ")
+    ours = [s for s in sections if s.startswith("iqa_eval.plugin")]
+    assert ours, output
+    names = [line.split(" -- ")[0] for s in ours for line in s.splitlines() if " -- " in line]
+    assert {"iqa_cell", "iqa_metamorphic"} <= set(names)
+    assert all("no docstring available" not in s for s in ours), ours
+
+
+def test_the_markers_a_suite_test_needs_are_in_the_readme(pytester):
+    lines = pytester.runpytest("--markers").stdout.lines
+    required = {line.split(":")[0].removeprefix("@pytest.mark.").split("(")[0] for line in lines}
+    for marker in ("iqa_stage", "iqa_relation"):
+        assert marker in required
+        assert f"@pytest.mark.{marker}(" in README, marker
