@@ -809,3 +809,21 @@ def test_bad_budget_prices_and_replay_options_are_one_clear_error(suite_dir, sha
     output = result.stdout.str() + result.stderr.str()
     assert result.ret != 0 and message in output
     assert "Traceback" not in output
+
+
+def test_the_cost_estimate_counts_openais_image_tiles_and_every_answer_at_max_tokens(tmp_path):
+    store = ImageStore()
+    path = tmp_path / "big.png"
+    Image.new("RGB", (1024, 1024), (9, 9, 9)).save(path)
+    image = QueryImage("image", store.stimulus(str(path)))
+    query = Query("nr", "ss", "standard", "t", "h", "x" * 400, (image,), Decoding(max_tokens=100))
+    prices = PriceTable({"m": Price(1.0, 2.0)})
+    high = OpenAIModel("openai:m", store, ModelOptions(base_urls=("http://127.0.0.1:9/v1",)), prices)
+    # OpenAI's documented example: a 1024 x 1024 image at high detail is 765 tokens.
+    assert high.estimate_cost([query]) == pytest.approx(((100 + 765) * 1.0 + 100 * 2.0) / 1e6)
+    low = OpenAIModel(
+        "openai:m", store, ModelOptions(base_urls=("http://127.0.0.1:9/v1",), image_detail="low"), prices
+    )
+    assert low.estimate_cost([query, query]) == pytest.approx(2 * ((100 + 85) + 200) / 1e6)
+    unpriced = OpenAIModel("openai:other", store, ModelOptions(base_urls=("http://127.0.0.1:9/v1",)), prices)
+    assert unpriced.estimate_cost([query]) is None

@@ -287,7 +287,11 @@ class Engine:
             stats.dispatched = len(todo)
             if self.progress:
                 cached = stats.cached
-                say_line(f"{client.spec}: {len(unique)} unique queries, {cached} cached, {len(todo)} to ask")
+                estimate = client.estimate_cost(todo) if todo else None
+                cost = "" if estimate is None else f", estimated cost at most ${estimate:.2f}"
+                say_line(
+                    f"{client.spec}: {len(unique)} unique queries, {cached} cached, {len(todo)} to ask{cost}"
+                )
             if todo:
                 await self._dispatch(client, identity, todo, answers, stats)
         finally:

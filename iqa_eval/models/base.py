@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,6 +161,12 @@ class ModelClient(abc.ABC):
         measures); a client whose answers come from a server asks the server.
         """
         return ModelIdentity.of(self.spec, self.fingerprint)
+
+    def estimate_cost(self, queries: Sequence[Query]) -> float | None:
+        """USD that sending ``queries`` may cost at most, or None when they cost nothing or the
+        price is unknown; said before dispatch, so a user can stop a run that would cost too much."""
+        del queries
+        return None
 
     def notices(self) -> list[str]:
         """What the client has to tell the user once (an endpoint taken out of rotation)."""

@@ -39,7 +39,7 @@ import ssl
 import time
 import urllib.request
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -215,6 +215,21 @@ class OpenAIModel(ModelClient):
 
     def notices(self) -> list[str]:
         return list(self._notices)
+
+    def estimate_cost(self, queries: Sequence[Query]) -> float | None:
+        """An upper estimate: prompt tokens from the text (about 4 characters a token) and the
+        images (OpenAI's tiles: 85 tokens, plus 170 per 512-px tile at high detail after fitting
+        2048 px and scaling the short side to 768), and every answer at ``max_tokens``."""
+        price = self.prices.lookup(self.model)
+        if price is None:
+            return None
+        prompt = completion = 0
+        for query in queries:
+            prompt += len(query.text) // 4 + sum(
+                _image_tokens(im.stimulus.width, im.stimulus.height, self.detail) for im in query.images
+            )
+            completion += query.decoding.max_tokens
+        return price.cost(Usage(prompt, completion))
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -543,6 +558,15 @@ def _proxy_for(url: str) -> str | None:
     if urllib.request.proxy_bypass(parts.hostname or ""):
         return None
     return urllib.request.getproxies().get(parts.scheme)
+
+
+def _image_tokens(width: int, height: int, detail: str) -> int:
+    if detail == "low":
+        return 85
+    fit = min(1.0, 2048 / max(width, height))
+    short = min(1.0, 768 / (min(width, height) * fit))
+    tiles = math.ceil(width * fit * short / 512) * math.ceil(height * fit * short / 512)
+    return 85 + 170 * tiles
 
 
 def _count(value: object) -> int:
