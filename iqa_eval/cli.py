@@ -56,6 +56,28 @@ def _load_report(path: Path) -> dict[str, Any]:
     return report
 
 
+def _finished_reports(paths: Sequence[str], include_partial: bool) -> list[tuple[str, dict[str, Any]]]:
+    """The reports at ``paths``; one of a run that was cut short only when asked for, since its
+    cells are whatever happened to finish."""
+    reports = [(path, _load_report(Path(path))) for path in paths]
+    for path, report in reports:
+        if report["run"].get("partial") and not include_partial:
+            raise CliError(
+                f"{path} is the report of a run that was cut short; pass --include-partial to use it"
+            )
+    return reports
+
+
+def _whole_run(path: str, what: str) -> dict[str, Any]:
+    """The report of a whole run (neither cut short nor one shard), for what is built from it."""
+    report = _load_report(Path(path))
+    run = report["run"]
+    if run.get("partial") or run.get("shard"):
+        part = f"shard {run['shard']}" if run.get("shard") else "a partial run"
+        raise CliError(f"{path} is {part}; {what} the report of a whole run (iqa-eval merge the shards)")
+    return report
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     report = _load_report(Path(args.json))
     out = Path(args.output) if args.output else Path(args.json).with_name(HTML_NAME)
@@ -77,13 +99,7 @@ def cmd_trend(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    before, after = _load_report(Path(args.a)), _load_report(Path(args.b))
-    for path, report in ((args.a, before), (args.b, after)):
-        if report["run"].get("partial") and not args.include_partial:
-            raise CliError(
-                f"{path} is the report of a run that was cut short; compare whole runs, or pass "
-                "--include-partial to compare the cells it finished"
-            )
+    (_, before), (_, after) = _finished_reports([args.a, args.b], args.include_partial)
     table, notes = compare_reports(before, after, tolerance=args.tolerance, seed=int(after["run"]["seed"]))
     print(f"A = {args.a}\nB = {args.b}  (delta = B - A; paired over the items both judged)")
     if not table.empty:
@@ -101,12 +117,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
-    reports = [(path, _load_report(Path(path))) for path in args.reports]
-    for path, report in reports:
-        if report["run"].get("partial") and not args.include_partial:
-            raise CliError(
-                f"{path} is the report of a run that was cut short; pass --include-partial to table it"
-            )
+    reports = _finished_reports(args.reports, args.include_partial)
     try:
         text = tables(reports, args.format, plcc=args.plcc)
     except TablesError as err:
@@ -148,13 +159,8 @@ def _baseline_name(report: dict[str, Any]) -> str:
 def cmd_bless(args: argparse.Namespace) -> int:
     """A baseline is the report minus the model's answers: the paired test needs predictions
     only, and a file kept in the repository should not hold model text."""
-    report = _load_report(Path(args.report))
+    report = _whole_run(args.report, "bless")
     run = report["run"]
-    if run.get("partial") or run.get("shard"):
-        what = f"shard {run['shard']}" if run.get("shard") else "a partial run"
-        raise CliError(
-            f"{args.report} is {what}; bless the report of a whole run (iqa-eval merge the shards)"
-        )
     if not report["cells"]:
         raise CliError(f"{args.report} has no cells")
     out = Path(args.to) if args.to else BASELINES / f"{_baseline_name(report)}.json"
@@ -167,9 +173,7 @@ def cmd_bless(args: argparse.Namespace) -> int:
 
 
 def cmd_gates_init(args: argparse.Namespace) -> int:
-    report = _load_report(Path(args.report))
-    if report["run"].get("partial") or report["run"].get("shard"):
-        raise CliError(f"{args.report} is not a whole run; adopt the gate from the report of a whole run")
+    report = _whole_run(args.report, "adopt the gate from")
     if not 0 <= args.margin < 1:
         raise CliError(f"--margin must lie in [0, 1), got {args.margin}")
     out = Path(args.to)
