@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from iqa_eval.evaluation.config import RunConfig, parse_data
-from iqa_eval.evaluation.gates import Gate, GateProfile, judge
+from iqa_eval.evaluation.gates import Gate, GateProfile
 from iqa_eval.evaluation.suite import STAGE1_SUBSET, Suite
 from iqa_eval.types import Attribute, CellResult, CellSpec, Protocol, Setting, Strategy
 
@@ -52,17 +51,9 @@ def evaluate(
         if dataset not in suite.datasets:
             raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(suite.datasets)}")
         spec = CellSpec(model, dataset, setting, attribute, protocol, strategy, subset)
-        result = suite.result(spec)
-        unmeasured = suite.unmeasured(spec, result)
+        chosen = gate if isinstance(gate, Gate) or gate is None else GateProfile.load(gate).gate_for(spec)
+        return suite.judged(spec, chosen)
     finally:
         # Closing the engine's loop with the clients on it: left open, its pending tasks were
         # reported as never awaited when the interpreter collected them.
         suite.close()
-    if isinstance(gate, Gate):
-        chosen = gate
-    else:
-        chosen = Gate() if gate is None else GateProfile.load(gate).gate_for(spec)
-    verdict = judge(result, chosen)
-    if unmeasured is not None:
-        return replace(result, outcome="error", verdict=f"{unmeasured}; {verdict.message}")
-    return replace(result, outcome="passed" if verdict.passed else "failed", verdict=verdict.message)

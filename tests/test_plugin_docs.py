@@ -13,7 +13,7 @@ def test_every_fixture_of_the_plugin_has_a_docstring(pytester):
     ours = [s for s in sections if s.startswith("iqa_eval.plugin")]
     assert ours, output
     names = [line.split(" -- ")[0] for s in ours for line in s.splitlines() if " -- " in line]
-    assert {"iqa_cell", "iqa_metamorphic"} <= set(names)
+    assert {"iqa_cell", "iqa_metamorphic", "iqa_model", "iqa_evaluate"} <= set(names)
     assert all("no docstring available" not in s for s in ours), ours
 
 

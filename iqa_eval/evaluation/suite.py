@@ -20,7 +20,7 @@ from iqa_eval.datasets.registry import load_dataset
 from iqa_eval.evaluation import metamorphic
 from iqa_eval.evaluation.cells import Planner, evaluate, judge_answer
 from iqa_eval.evaluation.config import RunConfig
-from iqa_eval.evaluation.gates import Gate, GateProfile
+from iqa_eval.evaluation.gates import Gate, GateProfile, judge
 from iqa_eval.execution.cache import ResponseCache
 from iqa_eval.execution.engine import Engine, Unidentified
 from iqa_eval.images import ImageStore
@@ -37,6 +37,7 @@ from iqa_eval.types import (
     Item,
     MetricValue,
     Protocol,
+    Query,
     Stage2Cell,
     Strategy,
 )
@@ -258,6 +259,25 @@ class Suite:
             )
         return self._results[spec.id]
 
+    def judged(self, spec: CellSpec, gate: Gate | None = None) -> CellResult:
+        """The cell's result with its outcome under ``gate`` (the run's profile's gate for the
+        cell when None): ``error`` when answers went missing for reasons of infrastructure."""
+        result = self.result(spec)
+        verdict = judge(result, self.gates.gate_for(spec) if gate is None else gate)
+        unmeasured = self.unmeasured(spec, result)
+        if unmeasured is not None:
+            return replace(result, outcome="error", verdict=f"{unmeasured}; {verdict.message}")
+        return replace(result, outcome="passed" if verdict.passed else "failed", verdict=verdict.message)
+
+    def ask(self, model: str, queries: Sequence[Query]) -> Mapping[str, Answer]:
+        """The answers to ad-hoc queries (metamorphic cases, a user's own images): each asked
+        once per run, through the engine and the cache like every planned query."""
+        known = self._answers.setdefault(model, {})
+        missing = list({q.key: q for q in queries if q.key not in known}.values())
+        if missing:
+            known.update(self.engine.run(self.clients[model], missing))
+        return known
+
     def noise_ceiling(self, spec: CellSpec, result: CellResult) -> MetricValue | None:
         """The SRCC a perfect observer could reach given the raters' noise, on the items the cell's
         SRCC was computed on (those with a prediction: failed answers leave items out) and
@@ -311,10 +331,7 @@ class Suite:
     def metamorphic_result(self, spec: CellSpec, cases: Sequence[metamorphic.Case]) -> CellResult:
         decoding = self.config.decoding
         queries = [q for case in cases for q in metamorphic.queries(spec, case, decoding)]
-        known = self._answers.setdefault(spec.model, {})
-        missing = [q for q in queries if q.key not in known]
-        if missing:
-            known.update(self.engine.run(self.clients[spec.model], missing))
+        known = self.ask(spec.model, queries)
         return metamorphic.evaluate(spec, cases, known, decoding, self.config.seed)
 
     def best_system(self, model: str, dataset: str, setting: str) -> BestSystem:

@@ -10,7 +10,8 @@ given, sharing the response cache, and the workers' cell records travel to the c
 This package is the plugin pytest loads (the ``pytest11`` entry point, or ``-p iqa_eval.plugin``
 without autoloading). It imports none of its parts, so that pytest loads each as a plugin module
 of its own (``pytest_plugins``): ``options`` (the ``--iqa-*`` options read into the run's
-configuration), ``cells`` (markers, parametrization, the fixtures and the cell check),
+configuration), ``cells`` (markers, parametrization, the fixtures and the cell check), ``custom`` (the
+fixtures of a user's own tests),
 ``workers`` (xdist scheduling, worker identities, shards) and ``run`` (the run's state, execution
 up front, reports, exit status), which prints through ``terminal``. The hooks it offers to
 conftest.py files are in ``hookspecs``.
@@ -30,6 +31,7 @@ EXIT_UNMEASURED = 75
 pytest_plugins = (
     "iqa_eval.plugin.options",
     "iqa_eval.plugin.cells",
+    "iqa_eval.plugin.custom",
     "iqa_eval.plugin.workers",
     "iqa_eval.plugin.run",
 )

@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 import pytest
 
 from iqa_eval.evaluation.baseline import Baseline, compare_cells
-from iqa_eval.evaluation.gates import MARKERS, cell_markers, judge
+from iqa_eval.evaluation.gates import MARKERS, Verdict, cell_markers, judge
 from iqa_eval.evaluation.metamorphic import Case
 from iqa_eval.evaluation.suite import Suite, Unsupported
 from iqa_eval.plugin.options import USER_ERRORS
@@ -113,18 +113,9 @@ class CellCheck:
             self._fail_with_error(str(err))
         gate = self.suite.gates.gate_for(spec)
         verdict = judge(result, gate)
-        dataset = self.suite.datasets[spec.dataset]
-        stimuli = dataset.items(spec.setting, spec.attribute)
-        record = cell_record(
-            spec, self.stage, verdict.message, result=result, gate=dict(verdict.gate), items=stimuli
-        )
+        record = measured_record(self.suite, spec, self.stage, result, verdict)
         if selected_by is not None:
             record["selected_by"] = selected_by
-        record["fingerprint"] = self.suite.clients[spec.model].fingerprint
-        record["identity"] = self.suite.identity_record(spec.model)
-        record["dataset_digest"] = dataset.manifest_digest()
-        ceiling = self.suite.noise_ceiling(spec, result)
-        record["noise_ceiling"] = None if ceiling is None else metric_record(ceiling)
         # The failure message's second line says how the answers failed (JUnit shows it too).
         reasons = failure_reasons(record)
         why = f"\n{reasons}" if reasons else ""
@@ -193,6 +184,21 @@ class MetamorphicCheck(CellCheck):
             return self.spec, self.suite.metamorphic_result(self.spec, cases), None
 
         self._run(produce)
+
+
+def measured_record(
+    suite: Suite, spec: CellSpec, stage: int, result: CellResult, verdict: Verdict
+) -> CellRecord:
+    """A measured cell's record with what identifies its model and data and its noise ceiling."""
+    dataset = suite.datasets[spec.dataset]
+    stimuli = dataset.items(spec.setting, spec.attribute)
+    record = cell_record(spec, stage, verdict.message, result=result, gate=dict(verdict.gate), items=stimuli)
+    record["fingerprint"] = suite.clients[spec.model].fingerprint
+    record["identity"] = suite.identity_record(spec.model)
+    record["dataset_digest"] = dataset.manifest_digest()
+    ceiling = suite.noise_ceiling(spec, result)
+    record["noise_ceiling"] = None if ceiling is None else metric_record(ceiling)
+    return record
 
 
 @pytest.fixture

@@ -18,8 +18,10 @@ from iqa_eval.evaluation.config import ConfigError
 from iqa_eval.evaluation.gates import GateError
 from iqa_eval.evaluation.suite import Suite
 from iqa_eval.execution.usage import combine_usage
+from iqa_eval.models.base import INFRASTRUCTURE_FAILURES
 from iqa_eval.plugin import EXIT_UNMEASURED
 from iqa_eval.plugin.cells import BASELINE, PROPERTY, SUITE, cell_of_nodeid, selected_ids, selected_specs
+from iqa_eval.plugin.custom import JUDGEMENT
 from iqa_eval.plugin.options import USER_ERRORS, run_config
 from iqa_eval.plugin.terminal import Terminal
 from iqa_eval.plugin.workers import (
@@ -35,7 +37,7 @@ from iqa_eval.plugin.workers import (
 )
 from iqa_eval.report.history import append_history
 from iqa_eval.report.html import state
-from iqa_eval.report.junit import junit_properties
+from iqa_eval.report.junit import judgement_text, junit_properties
 from iqa_eval.report.plots import ScatterPlotter
 from iqa_eval.report.run_info import now
 from iqa_eval.report.step_summary import append_step_summary
@@ -67,6 +69,35 @@ def pytest_configure(config: pytest.Config) -> None:
             suite.engine.adopt(spec, identity_from_wire(spec, identity))
 
 
+def _unmeasured(properties: Sequence[tuple[str, object]]) -> bool:
+    """Whether a failed test failed for want of answers: a cell it evaluated could not be
+    measured, or a judgement it read went missing for a reason of infrastructure."""
+    for name, value in properties:
+        record = cast(dict[str, Any], value)
+        if name == PROPERTY and record.get("outcome") == "error":
+            return True
+        if name == JUDGEMENT and record.get("failure") in INFRASTRUCTURE_FAILURES:
+            return True
+    return False
+
+
+def custom_test(
+    report: pytest.TestReport, judgements: Sequence[dict[str, Any]], cells: Sequence[str]
+) -> dict[str, Any]:
+    """A user's own test as the report lists it: its outcome, why, its judgements, its cells."""
+    message = ""
+    if report.failed or report.skipped:
+        crash = getattr(report.longrepr, "reprcrash", None)
+        message = str(crash.message) if crash is not None else str(report.longrepr)
+    return {
+        "test": report.nodeid,
+        "outcome": "skipped" if report.skipped else "passed" if report.passed else "failed",
+        "message": message[:2000],
+        "judgements": [{k: v for k, v in j.items() if k != "test"} for j in judgements],
+        "cells": list(cells),
+    }
+
+
 def _pytest_html_extras() -> Any:
     """pytest-html's extras module when it is installed (it is optional), else None."""
     try:
@@ -82,6 +113,8 @@ class RunPlugin:
         self.config = config
         self.suite = suite
         self.records: dict[str, dict[str, Any]] = {}
+        self.tests: dict[str, dict[str, Any]] = {}
+        """The user's own tests that asked the model something, by node id."""
         self.started = now()
         self.report_paths: tuple[Path, Path] | None = None
         self.history_path: Path | None = None
@@ -198,11 +231,7 @@ class RunPlugin:
             self._scalar_properties(report)
             return
         if report.failed:
-            unmeasured = report.when == "call" and any(
-                name == PROPERTY and cast(dict[str, Any], value).get("outcome") == "error"
-                for name, value in report.user_properties
-            )
-            if unmeasured:
+            if report.when == "call" and _unmeasured(report.user_properties):
                 self.unmeasured_cells += 1
             else:
                 self.other_failures += 1
@@ -211,11 +240,17 @@ class RunPlugin:
         for name, value in report.user_properties:
             if name == PROPERTY:
                 record: dict[str, Any] = dict(cast(dict[str, Any], value))
-                if record["outcome"] not in ("error", "skipped"):
+                if "test" not in record and record["outcome"] not in ("error", "skipped"):
                     # A known gap is an expected failure: pytest reports it as skipped
-                    # (xfailed), the JSON keeps the truth, "failed", with its known_gap.
+                    # (xfailed), the JSON keeps the truth, "failed", with its known_gap. A user's
+                    # test may evaluate several cells: each keeps the outcome its gate gave.
                     record["outcome"] = "passed" if report.passed else "failed"
                 self.records[record["id"]] = record
+        properties = [(name, cast(dict[str, Any], value)) for name, value in report.user_properties]
+        judgements = [value for name, value in properties if name == JUDGEMENT]
+        cells = [str(value["id"]) for name, value in properties if name == PROPERTY and "test" in value]
+        if judgements or cells:
+            self.tests[report.nodeid] = custom_test(report, judgements, cells)
 
     def _scalar_properties(self, report: pytest.TestReport) -> None:
         """Swap the cell record a teardown report carries for its scalar ``iqa.*`` properties:
@@ -228,6 +263,8 @@ class RunPlugin:
                 record = cast(dict[str, Any], value)
                 known = self.records.get(str(record["id"]), record)
                 properties += junit_properties(known, state(known)[0])
+            elif name == JUDGEMENT:
+                properties.append(("iqa.judgement", judgement_text(cast(dict[str, Any], value))))
             else:
                 properties.append((name, value))
         report.user_properties = properties
@@ -255,7 +292,7 @@ class RunPlugin:
         if exitstatus == pytest.ExitCode.TESTS_FAILED and self.unmeasured_cells and not self.other_failures:
             session.exitstatus = EXIT_UNMEASURED
             self.exit_unmeasured = True
-        if not (self.records or self.interrupted):
+        if not (self.records or self.tests or self.interrupted):
             return
         suite = self.suite
         # Requests cut off by an interrupt enter the usage only once their tasks are cancelled.
@@ -279,7 +316,9 @@ class RunPlugin:
             "exit_status": int(session.exitstatus),
         }
         start = time.perf_counter()
-        report = build_report(list(self.records.values()), run, suite.config.root)
+        report = build_report(
+            list(self.records.values()), run, suite.config.root, tests=list(self.tests.values())
+        )
         directory = suite.config.resolve(suite.config.report_dir)
         # An interrupted run never replaces the last complete report: it is written beside it.
         self.report_paths = write_reports(report, directory, partial=partial)
@@ -287,7 +326,7 @@ class RunPlugin:
             remove_partial(directory)
         # A shard is part of a run: `iqa-eval merge` appends the whole run's line instead. A run
         # cut short before any cell finished has nothing to chart.
-        if shard is None and self.records:
+        if shard is None and (self.records or self.tests):
             self.history_path = append_history(directory, report)
         self.step_summary = append_step_summary(report)
         self.write_seconds = time.perf_counter() - start

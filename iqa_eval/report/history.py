@@ -39,6 +39,7 @@ RUN_KEYS = (
 )
 CELL_KEYS = (
     "id",
+    "test",
     "stage",
     "model",
     "dataset",
@@ -71,11 +72,25 @@ def history_line(report: Mapping[str, Any]) -> dict[str, Any]:
         if baseline:
             entry["baseline"] = {k: baseline.get(k) for k in ("delta", "ci", "p_value", "regressed")}
         cells.append(entry)
-    return {
+    line = {
         "schema_version": report["schema_version"],
         "run": {key: run[key] for key in RUN_KEYS if key in run},
         "cells": cells,
     }
+    if report.get("tests"):
+        # A user's own tests by id, with how many of their judgements held: enough to chart
+        # a must-hold behaviour over model versions without the answers themselves.
+        line["tests"] = [
+            {
+                "test": t["test"],
+                "outcome": t["outcome"],
+                "judgements": len(t["judgements"]),
+                "failed_judgements": sum(j.get("failure") is not None for j in t["judgements"]),
+                "cells": list(t["cells"]),
+            }
+            for t in report["tests"]
+        ]
+    return line
 
 
 def append_history(directory: Path, report: Mapping[str, Any]) -> Path:

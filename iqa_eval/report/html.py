@@ -293,6 +293,32 @@ _TOTALS = (
 )
 
 
+def _tests(tests: Iterable[Mapping[str, Any]], anchors: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The user's own tests with their judgements' images by file name and links to their cells."""
+    return [
+        {
+            **t,
+            "cells": [{"id": c, "anchor": anchors.get(c, "")} for c in t.get("cells", [])],
+            "judgements": [
+                {
+                    **j,
+                    "images": [Path(im["path"]).name for im in j.get("images", [])],
+                    "reference": Path(j["reference"]["path"]).name if j.get("reference") else None,
+                    "value": _judged_value(j.get("value")),
+                }
+                for j in t.get("judgements", [])
+            ],
+        }
+        for t in tests
+    ]
+
+
+def _judged_value(value: object) -> str:
+    if isinstance(value, list):
+        return "ranks " + ", ".join(str(v) for v in value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def render_html(report: Mapping[str, Any]) -> str:
     cells = sorted(report["cells"], key=_display_order)
     anchored = [(c, f"c{n}") for n, c in enumerate(cells, start=1)]
@@ -300,7 +326,8 @@ def render_html(report: Mapping[str, Any]) -> str:
     views = [_cell_view(c, anchor, plotter, thumbs) for c, anchor in anchored]
     by_grid: dict[tuple[str, str], list[tuple[Mapping[str, Any], str]]] = {}
     for c, anchor in anchored:
-        by_grid.setdefault((c["model"], c["dataset"]), []).append((c, anchor))
+        if "test" not in c:  # a user's test's cells are shown with the test, not in the grids
+            by_grid.setdefault((c["model"], c["dataset"]), []).append((c, anchor))
     counts: dict[str, int] = {}
     for v in views:
         label = state(v)[0]
@@ -315,7 +342,8 @@ def render_html(report: Mapping[str, Any]) -> str:
         totals=[(label, css, counts[label]) for label, css in _TOTALS if counts.get(label)],
         attention=attention,
         grids=[_grid(model, dataset, members) for (model, dataset), members in by_grid.items()],
-        best=_best_systems(cells),
+        best=_best_systems(c for c in cells if "test" not in c),
+        tests=_tests(report.get("tests", []), {str(c["id"]): anchor for c, anchor in anchored}),
         cells=views,
         thumb_styles=thumbs.styles,
         examples_open=EXAMPLES_OPEN,

@@ -34,3 +34,13 @@ def junit_properties(record: Mapping[str, Any], outcome: str) -> list[tuple[str,
     if delta is not None:
         properties.append(("iqa.baseline_delta", _text(delta)))
     return properties
+
+
+def judgement_text(record: Mapping[str, Any]) -> str:
+    """One ad-hoc judgement of a user's test as a JUnit property: ``score 72``, ``preference
+    a``, ``ranking 0,3,1,2``, or the failure's reason."""
+    value = record.get("value")
+    if value is None:
+        return f"{record.get('kind')} failed: {record.get('failure')}"
+    shown = ",".join(str(v) for v in value) if isinstance(value, list) else _text(value)
+    return f"{record.get('kind')} {shown}"

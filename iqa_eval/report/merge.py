@@ -76,6 +76,12 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str,
             known = cells.setdefault(cell["id"], (cell, source))
             if known[0] != cell:
                 raise MergeError(f"cell {cell['id']} differs between {known[1]} and {source}")
+    tests: dict[str, Mapping[str, Any]] = {}
+    for _, report in reports:
+        for test in report.get("tests", []):
+            # Under sharding each of a user's tests runs in one shard; the same test in two
+            # reports (a re-run) keeps the later report's.
+            tests[str(test["test"])] = test
     missing = _missing_shards(reports)
     runs = [r["run"] for _, r in reports]
     first = runs[0]
@@ -98,4 +104,4 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str,
     }
     if missing:
         run["notes"] = [missing]
-    return assemble([cell for cell, _ in cells.values()], run)
+    return assemble([cell for cell, _ in cells.values()], run, list(tests.values()))

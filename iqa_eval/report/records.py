@@ -18,10 +18,11 @@ from typing import Any, TypedDict
 
 from iqa_eval.types import CellResult, CellSpec, Item, MetricValue, Stage2Cell
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 """The minor number grows with every field added (1.1: a cell's ``noise_ceiling``; 1.2: model
 identities, a baseline comparison's ``status``, the run's notices and exit status, a cell's
-``format_compliance``, DS ``position_balance`` for ``bias``); readers of 1.x
+``format_compliance``, DS ``position_balance`` for ``bias``; 1.3: the user's own ``tests`` with
+their judgements, and a cell's ``test``); readers of 1.x
 keep working, so only a change they could misread raises the major number."""
 
 
@@ -72,6 +73,9 @@ class CellRecord(_CellFields, total=False):
     noise_ceiling: MetricRecord | None
     baseline: dict[str, Any]
     """Set when a baseline was given: the comparison with the same cell of the baseline run."""
+    test: str
+    """A cell a user's own test evaluated (``iqa_evaluate``): that test's node id. Its ``id`` is
+    the test's id and the cell's, so it never stands in for the suite's cell of the same spec."""
 
 
 def metric_record(metric: MetricValue) -> MetricRecord:

@@ -59,6 +59,8 @@ def collect(reports: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Mapping[st
     seen: dict[str, tuple[str, Mapping[str, Any]]] = {}
     for source, report in reports:
         for cell in report["cells"]:
+            if "test" in cell:
+                continue  # a user's own test's cell: not one of the study's
             key = _key(cell)
             if key in seen:
                 other_source, other = seen[key]

@@ -19,9 +19,12 @@ PARTIAL_JSON_NAME = "iqa-report.partial.json"
 PARTIAL_HTML_NAME = "iqa-report.partial.html"
 
 
-def assemble(cells: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) -> dict[str, Any]:
-    """A report from cells and run metadata; what the run lists is derived from its cells, so a
-    merged report cannot claim a model or a dataset digest that none of its cells carries."""
+def assemble(
+    cells: Sequence[Mapping[str, Any]], run: Mapping[str, Any], tests: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """A report from cells, the user's own tests and run metadata; what the run lists is derived
+    from its cells, so a merged report cannot claim a model or a dataset digest that none of its
+    cells carries."""
     ordered = sorted(cells, key=lambda r: (r["stage"], r["id"]))
     models = sorted({(r["model"], r.get("fingerprint", "")) for r in ordered})
     identities = {r["model"]: r["identity"] for r in ordered if r.get("identity")}
@@ -37,10 +40,19 @@ def assemble(cells: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) -> dict
         "known_gaps": sum(state(r)[0] == "known gap" for r in ordered),
         "regressed": sum(bool((r.get("baseline") or {}).get("regressed")) for r in ordered),
     }
-    return {"schema_version": SCHEMA_VERSION, "run": full_run, "cells": ordered}
+    report: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "run": full_run, "cells": ordered}
+    if tests:
+        report["tests"] = sorted(tests, key=lambda t: str(t["test"]))
+    return report
 
 
-def build_report(records: Sequence[dict[str, Any]], run: dict[str, Any], root: Path) -> dict[str, Any]:
+def build_report(
+    records: Sequence[dict[str, Any]],
+    run: dict[str, Any],
+    root: Path,
+    *,
+    tests: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
     return assemble(
         records,
         {
@@ -51,6 +63,7 @@ def build_report(records: Sequence[dict[str, Any]], run: dict[str, Any], root: P
             "packages": package_versions(),
             "platform": platform_info(),
         },
+        tests,
     )
 
 
