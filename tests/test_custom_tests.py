@@ -72,6 +72,8 @@ def test_the_example_passes_on_the_expert_default_and_reports_every_judgement(ex
     proc, report = run_example(example, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "5 passed" in proc.stdout
+    # The declared cell went out before the tests ran, in the run's one dispatch.
+    assert "iqa-eval: 1 cells, 12 unique queries" in proc.stdout
     # The committed labels.csv is what the image script makes.
     assert (example / "labels.csv").read_text() == (EXAMPLE / "labels.csv").read_text()
 
@@ -361,3 +363,33 @@ def test_a_judgement_is_one_scalar_junit_property():
         judgement_text({"kind": "score", "value": None, "failure": "parse_error"})
         == "score failed: parse_error"
     )
+
+
+@pytest.mark.parametrize(
+    ("mark", "message"),
+    [
+        (
+            'dataset="nowhere", setting="nr", attribute="color"',
+            "unknown dataset 'nowhere'; this run has builtin",
+        ),
+        ('setting="nr"', "(...) needs attribute; it takes attribute, dataset, protocol"),
+        ('setting="nr", attribute="color", model="x"', "(...) has no model"),
+        ('setting="nr", attribute="color", protocol="ms", strategy="think"', "ms takes the strategies"),
+        (
+            'setting="nr", attribute="color", subset="hard"',
+            "no subset 'hard'; builtin has uniform and finegrained",
+        ),
+    ],
+)
+def test_a_declared_cell_that_cannot_be_evaluated_is_a_usage_error(pytester, shared_cache, mark, message):
+    pytester.makepyfile(
+        test_own=f"""
+import pytest
+@pytest.mark.iqa_evaluate({mark})
+def test_cell(iqa_evaluate):
+    pass
+"""
+    )
+    result = pytester.runpytest(f"--iqa-cache={shared_cache}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*test_own.py::test_cell?expert?: @pytest.mark.iqa_evaluate*{message}*"])

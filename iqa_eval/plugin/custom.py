@@ -20,7 +20,9 @@ from iqa_eval.evaluation.gates import Gate, GateProfile, judge
 from iqa_eval.evaluation.suite import STAGE1_SUBSET, Suite, Unsupported
 from iqa_eval.plugin.cells import PROPERTY, SUITE, measured_record
 from iqa_eval.plugin.options import USER_ERRORS
+from iqa_eval.protocols.registry import METHODS
 from iqa_eval.report.records import cell_record
+from iqa_eval.sampling.subsets import stage2_subset
 from iqa_eval.types import Attribute, CellResult, CellSpec, Protocol, Setting, Strategy
 
 MODEL = "iqa_model"
@@ -28,6 +30,70 @@ EVALUATE = "iqa_evaluate"
 JUDGEMENT = "iqa_judgement"
 """The user property that carries one ad-hoc judgement's record to the run's reports."""
 SCRATCH = pytest.StashKey[tempfile.TemporaryDirectory[str]]()
+
+
+CELL_KEYS = frozenset({"dataset", "setting", "attribute", "protocol", "strategy", "subset"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{EVALUATE}(dataset=, setting=, attribute=, protocol=, strategy=): a cell the test evaluates "
+        "with iqa_evaluate, planned and sent with the suite's cells before any test runs",
+    )
+
+
+def declared_specs(suite: Suite, items: Sequence[pytest.Item]) -> list[CellSpec]:
+    """The cells tests declare with ``@pytest.mark.iqa_evaluate(...)``, one per model under test:
+    sent in the run's one dispatch, so the test's ``iqa_evaluate`` call only reads answers."""
+    out = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or MODEL not in callspec.params:
+            continue
+        for mark in item.iter_markers(EVALUATE):
+            out.append(_declared(suite, item.nodeid, str(callspec.params[MODEL]), mark))
+    return out
+
+
+def _declared(suite: Suite, nodeid: str, model: str, mark: pytest.Mark) -> CellSpec:
+    where = f"{nodeid}: @pytest.mark.{EVALUATE}(...)"
+    unknown = set(mark.kwargs) - CELL_KEYS
+    missing = {"setting", "attribute"} - set(mark.kwargs)
+    if mark.args or unknown or missing:
+        problem = (
+            "takes keywords only" if mark.args
+            else f"has no {', '.join(sorted(unknown))}" if unknown
+            else f"needs {' and '.join(sorted(missing))}"
+        )  # fmt: skip
+        raise pytest.UsageError(f"{where} {problem}; it takes {', '.join(sorted(CELL_KEYS))}")
+    k = mark.kwargs
+    spec = CellSpec(model, k.get("dataset", "builtin"), k["setting"], k["attribute"], k.get("protocol", "ss"),
+                    k.get("strategy", "standard"), k.get("subset", STAGE1_SUBSET))  # fmt: skip
+    impossible = _cell_problem(suite, spec)
+    if impossible is not None:
+        raise pytest.UsageError(f"{where}: {impossible}")
+    return spec
+
+
+def _cell_problem(suite: Suite, spec: CellSpec) -> str | None:
+    """What makes a cell a test names impossible to evaluate in this run, or None."""
+    if spec.dataset not in suite.datasets:
+        known = ", ".join(suite.datasets)
+        return f"unknown dataset {spec.dataset!r}; this run has {known} (add one with --iqa-data NAME=PATH)"
+    dataset = suite.datasets[spec.dataset]
+    if (spec.setting, spec.attribute) not in dataset.cells():
+        cells = ", ".join(f"{s} {a}" for s, a in dataset.cells())
+        return f"{spec.dataset} has no {spec.setting} {spec.attribute} cell; it has {cells}"
+    if spec.protocol not in METHODS:
+        return f"no protocol {spec.protocol!r}; the protocols are {', '.join(METHODS)}"
+    strategies = METHODS[spec.protocol].strategies
+    if spec.strategy not in strategies:
+        return f"{spec.protocol} takes the strategies {', '.join(strategies)}, not {spec.strategy!r}"
+    subsets = (STAGE1_SUBSET, stage2_subset(dataset))
+    if spec.subset not in subsets:
+        return f"no subset {spec.subset!r}; {spec.dataset} has {' and '.join(subsets)}"
+    return None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -117,10 +183,10 @@ class CellEvaluator:
         the run's gate profile (``--iqa-gates``), which judges this cell as it would a suite cell.
         """
         suite = self.suite
-        if dataset not in suite.datasets:
-            known = ", ".join(suite.datasets)
-            _error(f"unknown dataset {dataset!r}; this run has {known} (add one with --iqa-data NAME=PATH)")
         spec = CellSpec(self.model, dataset, setting, attribute, protocol, strategy, subset)
+        problem = _cell_problem(suite, spec)
+        if problem is not None:
+            _error(problem)
         test = self._node.nodeid
         try:
             reason = suite.unsupported(spec)

@@ -21,7 +21,7 @@ from iqa_eval.execution.usage import combine_usage
 from iqa_eval.models.base import INFRASTRUCTURE_FAILURES
 from iqa_eval.plugin import EXIT_UNMEASURED
 from iqa_eval.plugin.cells import BASELINE, PROPERTY, SUITE, cell_of_nodeid, selected_ids, selected_specs
-from iqa_eval.plugin.custom import JUDGEMENT
+from iqa_eval.plugin.custom import JUDGEMENT, declared_specs
 from iqa_eval.plugin.options import USER_ERRORS, run_config
 from iqa_eval.plugin.terminal import Terminal
 from iqa_eval.plugin.workers import (
@@ -180,8 +180,10 @@ class RunPlugin:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Execute every selected cell's queries up front, deduplicated, in one engine run."""
-        selected = selected_specs(session.items)
-        if not selected or is_worker(self.config) or self.config.option.collectonly:
+        if is_worker(self.config) or self.config.option.collectonly:
+            return
+        selected = [*selected_specs(session.items), *declared_specs(self.suite, session.items)]
+        if not selected:
             return
         suite = self.suite
         stage2 = [cell for cell in selected if isinstance(cell, Stage2Cell)]
