@@ -57,8 +57,25 @@ def _report_page(tmp_path: Path) -> Path:
         coverage=0.9,
     )
     gap = make_cell(setting="nr", outcome="failed", gate={**make_cell()["gate"], "known_gap": "hue"})
+    # A user's own test whose model answered with markup, and the cell it evaluated.
+    test_id = "tests/test_mine.py::test_sharp[m]"
+    own = {**make_cell(setting="nr", strategy="cot"), "test": test_id}
+    own["id"] = f"{test_id}::{own['id']}"
+    judgement = {
+        "kind": "score", "model": "m", "setting": "nr", "images": [{"path": str(image), "sha256": "0" * 64}],
+        "reference": None, "query": "q3", "values": None, "value": None, "failure": "unparseable",
+        "detail": PAYLOAD, "answer": PAYLOAD, "cached": False,
+    }  # fmt: skip
+    test = {
+        "test": test_id,
+        "outcome": "failed",
+        "message": PAYLOAD,
+        "judgements": [judgement],
+        "cells": [own["id"]],
+    }
+    report = make_report([make_cell(strategy="cot"), failing, gap, own])
     page = tmp_path / "iqa-report.html"
-    write_html(page, make_report([make_cell(strategy="cot"), failing, gap]))
+    write_html(page, {**report, "tests": [test]})
     return page
 
 
@@ -77,6 +94,7 @@ def test_the_report_renders_without_console_errors_and_model_text_never_runs(tmp
     assert "<title>iqa-eval report</title>" in dom and "PWNED</title>" not in dom
     assert not re.search(r"<script|<img src=\"?x", dom, re.IGNORECASE)
     assert "&lt;script&gt;document.title='PWNED'&lt;/script&gt;" in dom  # shown as text
+    assert "Your tests" in dom and "tests/test_mine.py::test_sharp[m]" in dom
     assert _console(result.stderr, page) == []
 
 
