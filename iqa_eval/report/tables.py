@@ -219,9 +219,14 @@ def stage2(cells: Sequence[Mapping[str, Any]], *, plcc: bool = False, missing: M
     return Table(title, tuple(columns), tuple(rows), missing.lines(second))
 
 
+def titles(table: Table) -> list[str]:
+    """The table's column titles, its row labels' first."""
+    return ["model · system", *(_column_title(c) for c in table.columns)]
+
+
 def render(table: Table, fmt: str) -> str:
     """A wide table as Markdown or LaTeX (CSV is the long form of :func:`long_csv`)."""
-    header = ["model · system", *(_column_title(c) for c in table.columns)]
+    header = titles(table)
     if fmt == "md":
         lines = [f"**{table.title}**", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
         lines += ["| " + " | ".join([label, *values]) + " |" for label, values in table.rows]
