@@ -9,6 +9,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_datasets_mini import make_agiqa, make_kadid, make_spaq, make_spcd, make_tqd
 from test_report_schema import validate_report
 
@@ -122,6 +124,20 @@ def test_a_dataset_not_given_is_a_missing_cell_with_the_command_that_adds_it(tmp
     assert [m["dataset"] for m in record["missing"]] == ["tqd", "spcd", "aug_kadid", "spaq", "agiqa3k"]
     assert all(run.missing(c.dataset, c.setting, c.attribute) for c in study.CELLS if c.dataset != "kadid10k")
     assert not {s.dataset for s in run.reference_specs()} - {"kadid10k"}
+
+
+@settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(chosen=st.sets(st.sampled_from(study.DATASETS)))
+def test_whatever_is_given_every_study_cell_runs_or_is_reported_missing(tmp_path, study_data, chosen):
+    run = study_suite(tmp_path, {name: study_data[name] for name in chosen})
+    specs = run.stage1_specs()
+    assert {(s.dataset, s.setting, s.attribute) for s in specs} == {
+        (c.dataset, c.setting, c.attribute) for c in study.CELLS
+    }
+    assert {s.dataset for s in specs if run.unsupported(s) is not None} == set(study.DATASETS) - chosen
+    record = run.study_record()
+    assert record is not None
+    assert [m["dataset"] for m in record["missing"]] == [d for d in study.DATASETS if d not in chosen]
 
 
 def test_only_the_study_s_datasets_go_with_the_study(tmp_path, study_data):
