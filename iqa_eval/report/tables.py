@@ -195,7 +195,7 @@ def stage1(cells: Sequence[Mapping[str, Any]], *, plcc: bool = False, missing: M
 
 
 def stage2(cells: Sequence[Mapping[str, Any]], *, plcc: bool = False, missing: Missing = Missing()) -> Table:
-    second = [c for c in cells if c["stage"] == 2]
+    second = [c for c in cells if c["stage"] == 2 and _shown(c, missing)]
     columns = _columns(second)
     by_key = {
         (c["model"], Column(c["dataset"], c["setting"], c["attribute"], c["subset"])): c for c in second
@@ -208,7 +208,7 @@ def stage2(cells: Sequence[Mapping[str, Any]], *, plcc: bool = False, missing: M
             {
                 _system_label(c["protocol"], c["strategy"])
                 for c in second
-                if c["model"] == model and c["protocol"]
+                if c["model"] == model and c["protocol"] and _key(c) not in missing.cells
             }
         )
         label = f"{model} · {', '.join(systems)}" if systems else model
