@@ -232,3 +232,15 @@ def test_experts_are_stage_2_rows_and_one_run_tables_as_runs_per_model(suite_dir
     text = tables([("both", both)], "md")
     rows = text.split("**Stage 2")[1]
     assert "| expert:psnr · SS standard | " in rows and "| expert:ciede2000 · SS standard | " in rows
+
+
+def test_a_study_run_with_no_dataset_given_reports_every_cell_missing(suite_dir, shared_cache):
+    result = suite_dir.runpytest(f"--iqa-cache={shared_cache}", "--iqa-study", "-p", "no:randomly", "-rs")
+    assert result.ret == pytest.ExitCode.OK
+    cells = len(study.CELLS) * (len(systems()) + 1)
+    # The metamorphic checks are the suite's own, none of the study's: they have no cell to run.
+    result.assert_outcomes(skipped=cells + 3)
+    result.stdout.fnmatch_lines(["*SKIPPED [[]40[]]*kadid10k not given: add --iqa-data kadid10k=PATH*"])
+    report = json.loads((suite_dir.path / "reports" / "iqa-report.json").read_text())
+    assert len(report["cells"]) == cells and report["run"]["outcomes"] == {"skipped": cells}
+    assert [m["dataset"] for m in report["run"]["study"]["missing"]] == list(study.DATASETS)

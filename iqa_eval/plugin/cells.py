@@ -231,8 +231,11 @@ def selected_ids(items: list[pytest.Item]) -> set[str]:
     for item in items:
         callspec = getattr(item, "callspec", None)
         for name in (PROPERTY, METAMORPHIC):
-            if callspec is not None and name in callspec.params:
-                keys.add(callspec.params[name][1].id)
+            # A test with no cell in the run (--iqa-study has no metamorphic cells) holds pytest's
+            # placeholder of an empty parametrization, not a cell.
+            param = callspec.params.get(name) if callspec is not None else None
+            if isinstance(param, tuple):
+                keys.add(param[1].id)
     return keys
 
 
@@ -241,8 +244,9 @@ def selected_specs(items: list[pytest.Item]) -> list[CellSpec | Stage2Cell]:
     out = []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if callspec is not None and PROPERTY in callspec.params:
-            out.append(callspec.params[PROPERTY][1])
+        param = callspec.params.get(PROPERTY) if callspec is not None else None
+        if isinstance(param, tuple):
+            out.append(param[1])
     return out
 
 
