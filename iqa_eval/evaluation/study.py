@@ -11,10 +11,12 @@ not give is reported with the command that adds it, never dropped without a word
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from iqa_eval.datasets import agiqa, aug_kadid, kadid, spaq, spcd, tqd
 from iqa_eval.datasets.base import DatasetSpec
+from iqa_eval.experts.panel import PANELS
 from iqa_eval.types import Attribute, Setting
 
 
@@ -43,10 +45,6 @@ _SPECS: dict[str, DatasetSpec] = {
 DATASETS: tuple[str, ...] = tuple(dict.fromkeys(cell.dataset for cell in CELLS))
 
 
-def in_study(dataset: str, setting: Setting, attribute: Attribute) -> bool:
-    return StudyCell(dataset, setting, attribute) in CELLS
-
-
 def add_command(dataset: str) -> str:
     """What to add to the run to measure ``dataset``'s cells, with the layout its PATH must have.
 
@@ -59,3 +57,31 @@ def add_command(dataset: str) -> str:
             f" ({_SPECS[dataset].layout})"
         )
     return f"add {option} (PATH: {_SPECS[dataset].layout})"
+
+
+def record(given: Collection[str]) -> dict[str, object]:
+    """The study matrix of a run for its report: the datasets it lacked and what adds each."""
+    return {
+        "datasets": list(DATASETS),
+        "missing": [
+            {
+                "dataset": name,
+                "cells": [f"{c.setting}_{c.attribute}" for c in CELLS if c.dataset == name],
+                "add": add_command(name),
+            }
+            for name in DATASETS
+            if name not in given
+        ],
+    }
+
+
+def reference_models(models: Sequence[str]) -> tuple[str, ...]:
+    """The panel's classical measures, one model each: the study set expert IQA models beside the
+    MLLMs in stage 2. A measure already under test is that model, not a reference row too."""
+    members = [f"expert:{name}" for setting in PANELS for name in PANELS[setting]]
+    return tuple(spec for spec in members if spec not in models)
+
+
+def measures(model: str, setting: Setting) -> bool:
+    """Whether the reference model ``expert:<name>`` judges ``setting`` (each measure has one)."""
+    return model.partition(":")[2] in PANELS[setting]

@@ -23,7 +23,6 @@ from iqa_eval.evaluation.config import RunConfig
 from iqa_eval.evaluation.gates import Gate, GateProfile
 from iqa_eval.execution.cache import ResponseCache
 from iqa_eval.execution.engine import Engine, Unidentified
-from iqa_eval.experts.panel import PANELS
 from iqa_eval.images import ImageStore
 from iqa_eval.models.base import INFRASTRUCTURE_FAILURES, ModelClient, ModelIdentity
 from iqa_eval.models.registry import make_client
@@ -218,21 +217,8 @@ class Suite:
         return None
 
     def study_record(self) -> dict[str, object] | None:
-        """The run's study matrix for the report: which datasets it lacked and how to add each."""
-        if not self.config.study:
-            return None
-        absent = [d for d in study.DATASETS if d not in self.datasets]
-        return {
-            "datasets": list(study.DATASETS),
-            "missing": [
-                {
-                    "dataset": name,
-                    "cells": [f"{c.setting}_{c.attribute}" for c in study.CELLS if c.dataset == name],
-                    "add": study.add_command(name),
-                }
-                for name in absent
-            ],
-        }
+        """The run's study matrix for the report, None without ``--iqa-study``."""
+        return study.record(self.datasets) if self.config.study else None
 
     def stage1_specs(self) -> list[CellSpec]:
         return [
@@ -251,12 +237,8 @@ class Suite:
         ]
 
     def reference_models(self) -> tuple[str, ...]:
-        """The classical measures of the panel, one model each, under ``--iqa-study``: the study's
-        stage 2 set expert IQA models beside the MLLMs on the same difficult subsets."""
-        if not self.config.study:
-            return ()
-        members = [f"expert:{name}" for setting in PANELS for name in PANELS[setting]]
-        return tuple(spec for spec in members if spec not in self.config.models)
+        """The classical measures that are stage-2 reference rows (``--iqa-study`` only)."""
+        return study.reference_models(self.config.models) if self.config.study else ()
 
     def reference_specs(self) -> list[CellSpec]:
         """The stage-2 cells of :meth:`reference_models`, each on its own setting's cells.
@@ -270,7 +252,7 @@ class Suite:
             for name, setting, attribute in self.dataset_cells()
             if self.missing(name, setting, attribute) is None
             for model in self.reference_models()
-            if model.partition(":")[2] in PANELS[setting]
+            if study.measures(model, setting)
         ]
 
     def _stage2_subset(self, name: str) -> str:
