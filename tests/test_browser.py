@@ -5,6 +5,8 @@ Needs Chromium (Debian: ``apt-get install chromium``); skipped with the reason w
 
 from __future__ import annotations
 
+import base64
+import io
 import re
 import shutil
 import subprocess
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_report_schema import make_cell, make_report
+from test_report_schema import make_cell, make_report, validate_report
 
 from iqa_eval.report.html import write_html
 
@@ -107,3 +109,71 @@ def test_the_screenshot_shows_a_page(tmp_path):
     with Image.open(shot) as image:
         extrema = image.convert("RGB").getextrema()
     assert any(high - low > 100 for low, high in extrema)  # not one flat colour
+
+
+def _two_models_page(tmp_path: Path, models: tuple[str, ...] = ("openai:gpt-4o", "hf:llava")) -> Path:
+    """A study run of two models: stage 1 and 2 on two attributes of each setting, one dataset
+    not given (its cells skipped as missing), and a classical measure's reference row."""
+    cells = []
+    for shift, model in enumerate(models):
+        for setting, attribute in (("fr", "structure"), ("fr", "color"), ("nr", "structure")):
+            value = round(0.8 - 0.3 * shift - (0.2 if attribute == "color" else 0.0), 3)
+            srcc = {
+                "value": value,
+                "ci": [value - 0.1, value + 0.05],
+                "n": 15,
+                "aggregation": "local_mean",
+                "note": "",
+            }
+            common = {"model": model, "dataset": "kadid10k", "setting": setting, "attribute": attribute}
+            cells.append(make_cell(**common, metrics={"srcc": srcc}))
+            chosen = {
+                "rule": "highest mean stage-1 SRCC over attributes",
+                "srcc": value,
+                "ranking": [["ss/standard", value]],
+            }
+            cells.append(
+                make_cell(**common, stage=2, subset="difficult", metrics={"srcc": srcc}, selected_by=chosen)
+            )
+        missing = {"outcome": "skipped", "metrics": {}, "gate": None, "message": "tqd not given"}
+        cells.append(make_cell(model=model, dataset="tqd", attribute="texture", **missing))
+    reference = {"rule": "a classical measure: its own score of each image, read as a single-stimulus answer"}
+    row = {"dataset": "kadid10k", "attribute": "structure", "stage": 2, "subset": "difficult"}
+    cells.append(make_cell(model="expert:psnr", selected_by=reference, **row))
+    lacked = {"dataset": "tqd", "cells": ["fr_texture"], "add": "add --iqa-data tqd=PATH"}
+    study = {"datasets": ["kadid10k", "tqd"], "missing": [lacked]}
+    report = make_report(cells, study=study)
+    validate_report(report)
+    page = tmp_path / "iqa-report.html"
+    write_html(page, report)
+    return page
+
+
+def test_a_run_of_several_models_shows_the_comparison_section(tmp_path):
+    page = _two_models_page(tmp_path)
+    result = _chromium(tmp_path, page, "--dump-dom")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _console(result.stderr, page) == []
+    dom = result.stdout
+    section = dom[dom.index('id="comparison"') : dom.index("<h1>Best prompting systems</h1>")]
+    assert "hf:llava, openai:gpt-4o side by side" in section
+    assert section.count('<table class="comparison">') == 2
+    assert "<td>0.800 [0.70, 0.85]*</td>" in section and "<td>missing</td>" in section
+    assert "missing: tqd: add --iqa-data tqd=PATH" in section
+    assert '<td class="row">expert:psnr · SS standard</td>' in section
+    # One profile per setting, drawn as an image that decodes.
+    assert re.findall(r'alt="(\w+) capability profile"', section) == ["FR", "NR"]
+    for uri in re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="\w+ capability profile"', section):
+        with Image.open(io.BytesIO(base64.b64decode(uri))) as image:
+            assert image.width > 300 and len(image.getcolors(1 << 16) or ()) > 5
+    # A classical measure's reference row chose no system: it is not among the best systems.
+    best = dom[dom.index("<h1>Best prompting systems</h1>") : dom.index("<h1>Cells</h1>")]
+    assert "expert:psnr" not in best and best.count("<b>ss/standard</b>") == 4
+    shot = tmp_path / "comparison.png"
+    assert _chromium(tmp_path, page, f"--screenshot={shot}", "--window-size=1280,3000").returncode == 0
+    assert shot.stat().st_size > 10_000
+
+
+def test_a_run_of_one_model_has_no_comparison_section(tmp_path):
+    page = _two_models_page(tmp_path, models=("openai:gpt-4o",))
+    assert 'id="comparison"' not in page.read_text()

@@ -121,3 +121,32 @@ def test_the_command_writes_tables_and_refuses_partial_runs(two_models, tmp_path
     assert main(["tables", str(cut)]) == 2 and "cut short" in capsys.readouterr().err
     assert main(["tables", str(cut), "--include-partial", "-o", str(tmp_path / "t.md")]) == 0
     assert (tmp_path / "t.md").read_text().startswith("**Stage 1")
+
+
+@pytest.fixture
+def study_run(two_models) -> dict[str, Any]:
+    """The two models in an --iqa-study run that lacked TQD, with a classical measure's row."""
+    cells = list(two_models)
+    for model in ("openai:gpt-4o", "hf:llava"):
+        lacked = {"model": model, "dataset": "tqd", "attribute": "texture", "outcome": "skipped"}
+        lacked.update(metrics={}, coverage=0.0, gate=None, message="tqd not given")
+        for protocol, strategy in (("ss", "standard"), ("ss", "cot"), ("ds", "standard")):
+            cells.append(make_cell(**lacked, protocol=protocol, strategy=strategy))
+        cells.append(make_cell(**lacked, stage=2, protocol="best", strategy="best", subset="difficult"))
+    cells.append(cell("expert:psnr", 2, "structure", "ss", "standard", 0.35))
+    missing = [{"dataset": "tqd", "cells": ["fr_texture"], "add": "add --iqa-data tqd=PATH (PATH: ...)"}]
+    return make_report(cells, study={"datasets": ["builtin", "tqd"], "missing": missing})
+
+
+@pytest.mark.parametrize("fmt", ["md", "csv", "latex"])
+def test_the_formats_of_a_study_run_with_a_missing_dataset_are_pinned(study_run, fmt):
+    text = tables([("run.json", study_run)], fmt)
+    snapshot(f"tables-study.{'tex' if fmt == 'latex' else fmt}", text)
+    assert text.count("tqd=PATH") == (0 if fmt == "csv" else 2)  # under each table
+    assert ("missing" in text) and ("expert:psnr" in text)
+
+
+def test_a_skipped_cell_of_a_dataset_that_was_given_is_not_called_missing(study_run):
+    given = {**study_run, "run": {**study_run["run"], "study": {"datasets": ["tqd"], "missing": []}}}
+    text = tables([("run.json", given)], "md")
+    assert "missing" not in text and "tqd" not in text

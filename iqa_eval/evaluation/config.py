@@ -19,6 +19,7 @@ from typing import Any
 
 from iqa_eval.datasets.base import DatasetError
 from iqa_eval.datasets.registry import source
+from iqa_eval.evaluation import study
 from iqa_eval.models.base import ModelOptions
 from iqa_eval.models.pricing import PricesError, PriceTable
 from iqa_eval.types import Decoding
@@ -61,6 +62,7 @@ class RunConfig:
     shard: tuple[int, int] | None = None
     data: tuple[tuple[str, Path], ...] = ()
     features: str = "handcrafted"
+    study: bool = False
 
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else self.root / path
@@ -115,6 +117,12 @@ OPTIONS: dict[str, tuple[type, Any, str]] = {
         "'paper' reproduces the study: anchor-first DS, seed 20, fixed labels, re-asks",
     ),
     "paper_random_fill": (bool, False, "paper mode only: score failed answers at random, as the study did"),
+    "study": (
+        bool,
+        False,
+        "run exactly the study's cells on the public datasets given with --iqa-data (the built-in set "
+        "stays out), with the classical measures as stage-2 reference rows",
+    ),
     "baseline": (str, None, "previous iqa-report.json: fail cells significantly worse than there"),
     "shard": (str, None, "run share K/N of the cells (give each shard its own report dir)"),
 }
@@ -184,9 +192,18 @@ def build(root: Path, values: dict[str, Any]) -> RunConfig:
     features = values["features"]
     if features != "handcrafted" and not (features.startswith("hf:") and len(features) > 3):
         raise ConfigError(f"features must be 'handcrafted' or 'hf:<CLIP path or hub id>', got {features!r}")
+    data = parse_data(root, values["data"])
+    if values["study"]:
+        others = [name for name, _ in data if name not in study.DATASETS]
+        if others:
+            raise ConfigError(
+                f"study: {', '.join(others)} is not a dataset of the study; --iqa-study runs only "
+                f"{', '.join(study.DATASETS)} (drop --iqa-study to run other data)"
+            )
     config = RunConfig(
         root=root,
-        data=parse_data(root, values["data"]),
+        data=data,
+        study=values["study"],
         features=features,
         models=models,
         gates=Path(gates) if gates else None,

@@ -17,7 +17,7 @@ from iqa_eval.datasets.builtin import BuiltinDataset
 from iqa_eval.datasets.ceiling import noise_ceiling
 from iqa_eval.datasets.public import SelectionOptions
 from iqa_eval.datasets.registry import load_dataset
-from iqa_eval.evaluation import metamorphic
+from iqa_eval.evaluation import metamorphic, study
 from iqa_eval.evaluation.cells import Planner, evaluate, judge_answer
 from iqa_eval.evaluation.config import RunConfig
 from iqa_eval.evaluation.gates import Gate, GateProfile, judge
@@ -28,16 +28,18 @@ from iqa_eval.models.base import INFRASTRUCTURE_FAILURES, ModelClient, ModelIden
 from iqa_eval.models.registry import make_client
 from iqa_eval.protocols.base import Plan, metric_value
 from iqa_eval.protocols.registry import METHODS
-from iqa_eval.sampling.subsets import stage2_subset
+from iqa_eval.sampling.subsets import DIFFICULT, stage2_subset
 from iqa_eval.types import (
     STRATEGIES,
     Answer,
+    Attribute,
     CellResult,
     CellSpec,
     Item,
     MetricValue,
     Protocol,
     Query,
+    Setting,
     Stage2Cell,
     Strategy,
 )
@@ -83,8 +85,10 @@ class Suite:
     @cached_property
     def datasets(self) -> dict[str, Dataset]:
         cache_dir = self.config.resolve(self.config.cache_dir)
-        builtin = BuiltinDataset(cache_dir)
-        datasets: dict[str, Dataset] = {builtin.name: builtin}
+        datasets: dict[str, Dataset] = {}
+        if not self.config.study:  # the built-in set is not one of the study's
+            builtin = BuiltinDataset(cache_dir)
+            datasets[builtin.name] = builtin
         options = SelectionOptions(cache_dir=cache_dir, features=self.config.features, seed=self.config.seed)
         for name, path in self.config.data:
             dataset = load_dataset(name, self.config.resolve(path), store=self.store, selection=options)
@@ -94,7 +98,7 @@ class Suite:
     @cached_property
     def clients(self) -> dict[str, ModelClient]:
         clients = {}
-        for spec in self.config.models:
+        for spec in (*self.config.models, *self.reference_models()):
             custom = self.model_factory(spec, self.store) if self.model_factory else None
             clients[spec] = (
                 custom
@@ -194,23 +198,67 @@ class Suite:
 
     # -- cells --------------------------------------------------------------------------------
 
+    def dataset_cells(self) -> list[tuple[str, Setting, Attribute]]:
+        """(dataset, setting, attribute) of every cell of the run: each loaded dataset's, or under
+        ``--iqa-study`` exactly the study's, given or not (see :meth:`missing`)."""
+        if self.config.study:
+            return [(cell.dataset, cell.setting, cell.attribute) for cell in study.CELLS]
+        return [(name, s, a) for name, dataset in self.datasets.items() for s, a in dataset.cells()]
+
+    def missing(self, dataset: str, setting: Setting, attribute: Attribute) -> str | None:
+        """Why a cell of the study has no data in this run, with what would add it; None when it has.
+
+        Such a cell stays in the run and skips with this reason, so the terminal, the report and
+        the tables show it instead of a study that silently shrank.
+        """
+        if dataset not in self.datasets:
+            return f"{dataset} not given: {study.add_command(dataset)}"
+        if (setting, attribute) not in self.datasets[dataset].cells():
+            return f"{dataset} as given has no {setting}_{attribute} items"
+        return None
+
+    def study_record(self) -> dict[str, object] | None:
+        """The run's study matrix for the report, None without ``--iqa-study``."""
+        return study.record(self.datasets) if self.config.study else None
+
     def stage1_specs(self) -> list[CellSpec]:
         return [
             CellSpec(model, name, setting, attribute, protocol, strategy, STAGE1_SUBSET)
             for model in self.config.models
-            for name, dataset in self.datasets.items()
-            for setting, attribute in dataset.cells()
+            for name, setting, attribute in self.dataset_cells()
             for protocol, strategy in systems()
         ]
 
     def stage2_specs(self) -> list[Stage2Cell]:
         """Stage-2 cells, before their system is known."""
         return [
-            Stage2Cell(model, name, setting, attribute, stage2_subset(dataset))
+            Stage2Cell(model, name, setting, attribute, self._stage2_subset(name))
             for model in self.config.models
-            for name, dataset in self.datasets.items()
-            for setting, attribute in dataset.cells()
+            for name, setting, attribute in self.dataset_cells()
         ]
+
+    def reference_models(self) -> tuple[str, ...]:
+        """The classical measures that are stage-2 reference rows (``--iqa-study`` only)."""
+        return study.reference_models(self.config.models) if self.config.study else ()
+
+    def reference_specs(self) -> list[CellSpec]:
+        """The stage-2 cells of :meth:`reference_models`, each on its own setting's cells.
+
+        A classical measure has no prompting system to choose: it scores each image, which is
+        what its single-stimulus answer reads. Cells of datasets the run lacks are left to the
+        models' own stage-2 cells, which report them as missing.
+        """
+        return [
+            CellSpec(model, name, setting, attribute, "ss", "standard", self._stage2_subset(name))
+            for name, setting, attribute in self.dataset_cells()
+            if self.missing(name, setting, attribute) is None
+            for model in self.reference_models()
+            if study.measures(model, setting)
+        ]
+
+    def _stage2_subset(self, name: str) -> str:
+        dataset = self.datasets.get(name)
+        return DIFFICULT if dataset is None else stage2_subset(dataset)
 
     def plan(self, spec: CellSpec) -> Plan:
         if spec.id not in self._plans:
@@ -218,7 +266,11 @@ class Suite:
         return self._plans[spec.id]
 
     def unsupported(self, spec: CellSpec) -> str | None:
-        """Why the model cannot take this cell (a reason to skip it), or None."""
+        """Why the model cannot take this cell, or the run has no data for it (a reason to skip
+        it), or None."""
+        absent = self.missing(spec.dataset, spec.setting, spec.attribute)
+        if absent is not None:
+            return absent
         client = self.clients[spec.model]
         caps = client.capabilities
         if spec.setting not in caps.settings:
@@ -313,11 +365,13 @@ class Suite:
         return resolved
 
     def metamorphic_specs(self, protocol: Protocol) -> list[CellSpec]:
+        """Metamorphic cells: the suite's own checks, none of the study's cells."""
+        if self.config.study:
+            return []
         return [
             CellSpec(model, name, setting, attribute, protocol, "standard", METAMORPHIC_SUBSET)
             for model in self.config.models
-            for name, dataset in self.datasets.items()
-            for setting, attribute in dataset.cells()
+            for name, setting, attribute in self.dataset_cells()
         ]
 
     def metamorphic_items(self, spec: CellSpec) -> list[list[Item]]:
@@ -355,5 +409,8 @@ class Suite:
 
     def stage2_spec(self, cell: Stage2Cell) -> tuple[CellSpec, BestSystem]:
         """The cell a stage-2 cell evaluates: its model's best system, and how it was chosen."""
+        absent = self.missing(cell.dataset, cell.setting, cell.attribute)
+        if absent is not None:
+            raise Unsupported(absent)
         best = self.best_system(cell.model, cell.dataset, cell.setting)
         return cell.with_system(best.protocol, best.strategy), best

@@ -24,6 +24,7 @@ STAGE_MARK = "iqa_stage"
 PROPERTY = "iqa_cell"
 METAMORPHIC = "iqa_metamorphic"
 RELATION_MARK = "iqa_relation"
+REFERENCE_RULE = "a classical measure: its own score of each image, read as a single-stimulus answer"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -51,7 +52,9 @@ def _parametrize_cells(metafunc: pytest.Metafunc) -> None:
     stage = int(marker.args[0])
     suite = metafunc.config.stash[SUITE]
     try:
-        specs: Sequence[CellSpec | Stage2Cell] = suite.stage1_specs() if stage == 1 else suite.stage2_specs()
+        specs: Sequence[CellSpec | Stage2Cell] = (
+            suite.stage1_specs() if stage == 1 else [*suite.stage2_specs(), *suite.reference_specs()]
+        )
     except USER_ERRORS as err:
         raise pytest.UsageError(f"iqa-eval: {err}") from None
     params = [pytest.param((stage, spec), id=spec.id, marks=_marks(cell_markers(spec))) for spec in specs]
@@ -90,7 +93,9 @@ class CellCheck:
 
     def _result(self) -> tuple[CellSpec, CellResult, dict[str, Any] | None]:
         if isinstance(self.spec, CellSpec):
-            spec, selected_by = self.spec, None
+            # A stage-2 cell with its system given is a classical measure's reference row.
+            selected_by: dict[str, Any] | None = {"rule": REFERENCE_RULE} if self.stage == 2 else None
+            spec = self.spec
         else:
             spec, best = self.suite.stage2_spec(self.spec)
             selected_by = {
@@ -232,8 +237,11 @@ def selected_ids(items: list[pytest.Item]) -> set[str]:
     for item in items:
         callspec = getattr(item, "callspec", None)
         for name in (PROPERTY, METAMORPHIC):
-            if callspec is not None and name in callspec.params:
-                keys.add(callspec.params[name][1].id)
+            # A test with no cell in the run (--iqa-study has no metamorphic cells) holds pytest's
+            # placeholder of an empty parametrization, not a cell.
+            param = callspec.params.get(name) if callspec is not None else None
+            if isinstance(param, tuple):
+                keys.add(param[1].id)
     return keys
 
 
@@ -242,8 +250,9 @@ def selected_specs(items: list[pytest.Item]) -> list[CellSpec | Stage2Cell]:
     out = []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if callspec is not None and PROPERTY in callspec.params:
-            out.append(callspec.params[PROPERTY][1])
+        param = callspec.params.get(PROPERTY) if callspec is not None else None
+        if isinstance(param, tuple):
+            out.append(param[1])
     return out
 
 

@@ -282,7 +282,16 @@ class RunPlugin:
 
     def _notices(self) -> list[str]:
         own = self.suite.engine.notices if "engine" in self.suite.__dict__ else []
-        return list(dict.fromkeys([*own, *self.worker_notices]))
+        return list(dict.fromkeys([*own, *self.worker_notices, *self._study_notices()]))
+
+    def _study_notices(self) -> list[str]:
+        """One line per dataset of the study the run lacked: its cells skip, and this says why."""
+        record = self.suite.study_record() or {}
+        return [
+            f"--iqa-study: {m['dataset']} not given, its cells ({', '.join(m['cells'])}) are missing: "
+            f"{m['add']}"
+            for m in cast(list[dict[str, Any]], record.get("missing", []))
+        ]
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if is_worker(self.config):
@@ -316,6 +325,7 @@ class RunPlugin:
             "notices": self._notices(),
             "identity_changes": [c.to_record() for c in engine.identity_changes] if engine else [],
             "exit_status": int(session.exitstatus),
+            "study": suite.study_record(),
         }
         start = time.perf_counter()
         report = build_report(

@@ -34,10 +34,14 @@ FIRST, SECOND, SAME = 1, 0, 2
 
 
 def schedule(
-    items: Sequence[Item], same_group: bool, rng: np.random.Generator
+    items: Sequence[Item], same_group: bool, rng: np.random.Generator, *, once: bool = True
 ) -> tuple[list[tuple[Item, Item]], int]:
-    """Anchor-first pairs, each unordered pair once (a pair drawn twice would count one
-    judgement twice); returns the pairs and how many items had no partner at all."""
+    """Anchor-first pairs; returns the pairs and how many items had no partner at all.
+
+    With ``once`` each unordered pair is kept once (a pair drawn twice would count one judgement
+    twice). The study kept every draw, so each item anchors exactly five pairs (150 items, 750
+    queries) and a pair drawn from both ends is asked in both orders: paper mode's schedule.
+    """
     seen: set[frozenset[str]] = set()
     pairs: list[tuple[Item, Item]] = []
     lonely = 0
@@ -49,7 +53,7 @@ def schedule(
         picks = rng.choice(len(pool), PAIRS_PER_ITEM, replace=len(pool) < PAIRS_PER_ITEM)
         for k in picks:
             key = frozenset((item.id, pool[k].id))
-            if key not in seen:
+            if key not in seen or not once:
                 seen.add(key)
                 pairs.append((item, pool[k]))
     return pairs, lonely
@@ -66,14 +70,15 @@ class DoubleStimulus:
     def plan(self, request: PlanRequest) -> Plan:
         r = request
         rng = np.random.default_rng(PAPER_SEED if r.paper else r.seed)
-        pairs, lonely = schedule(r.items, r.local or r.setting == "fr", rng)
+        pairs, lonely = schedule(r.items, r.local or r.setting == "fr", rng, once=not r.paper)
         orders = pairs if r.paper else [p for a, b in pairs for p in ((a, b), (b, a))]
         queries = tuple(
             PlannedQuery(build_query(r.setting, "ds", r.strategy, [a, b], r.demo, r.decoding), (a.id, b.id))
             for a, b in orders
         )
         order = "anchor first only (paper mode)" if r.paper else "each in both orders"
-        notes = [f"{len(pairs)} distinct pairs, {order}"]
+        drawn = "pairs as drawn" if r.paper else "distinct pairs"
+        notes = [f"{len(pairs)} {drawn}, {order}"]
         if lonely:
             notes.append(f"{lonely} item(s) had no comparable partner")
         return Plan(r.setting, "ds", r.strategy, tuple(r.items), queries, r.local, tuple(notes))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from iqa_eval.evaluation.cells import SUBSETS
+from iqa_eval.report.comparison import comparison
 from iqa_eval.report.files import atomic_write
 from iqa_eval.report.plots import ScatterPlotter, thumbnail
 from iqa_eval.report.templating import ENV
@@ -260,7 +261,8 @@ def _best_systems(cells: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for c in cells:
         chosen = c.get("selected_by")
         key = (c["model"], c["dataset"], c["setting"])
-        if c["stage"] != 2 or not chosen or key in seen:
+        # A classical measure's reference row chose nothing: it has no ranking to show.
+        if c["stage"] != 2 or not chosen or "ranking" not in chosen or key in seen:
             continue
         seen[key] = {
             "model": c["model"],
@@ -344,6 +346,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         grids=[_grid(model, dataset, members) for (model, dataset), members in by_grid.items()],
         best=_best_systems(c for c in cells if "test" not in c),
         tests=_tests(report.get("tests", []), {str(c["id"]): anchor for c, anchor in anchored}),
+        comparison=comparison(report),
         cells=views,
         thumb_styles=thumbs.styles,
         examples_open=EXAMPLES_OPEN,

@@ -161,3 +161,38 @@ def trend_figure(
         if k == 0:
             ax.legend(fontsize=6, loc="lower left")
     return _png(figure)
+
+
+Estimate = tuple[float | None, float | None, float | None]
+"""(value, low, high) of a metric; None where it was not measured or has no interval."""
+
+
+def profile_figure(title: str, categories: Sequence[str], bars: Mapping[str, Sequence[Estimate]]) -> str:
+    """Grouped bars with their intervals: one group per category, one bar per series.
+
+    A series without a value in a category leaves its place empty rather than drawing a zero,
+    which would read as a measured chance-level result.
+    """
+    width = 0.8 / max(1, len(bars))
+    figure = Figure(figsize=(max(4.0, 1.2 * len(categories) + 2.0), 2.8), dpi=80, layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    lowest = 0.0
+    for k, (name, estimates) in enumerate(bars.items()):
+        at = [(i, e) for i, e in enumerate(estimates) if e[0] is not None]
+        xs = [i - 0.4 + width * (k + 0.5) for i, _ in at]
+        values = [float(e[0]) for _, e in at if e[0] is not None]
+        below = [v - (e[1] if e[1] is not None else v) for v, (_, e) in zip(values, at, strict=True)]
+        above = [(e[2] if e[2] is not None else v) - v for v, (_, e) in zip(values, at, strict=True)]
+        ax.bar(xs, values, width, yerr=[below, above], capsize=2, label=name,
+               color=_PALETTE[k % len(_PALETTE)], error_kw={"linewidth": 0.8})  # fmt: skip
+        lowest = min([lowest, *(v - b for v, b in zip(values, below, strict=True))])
+    ax.set_xticks(range(len(categories)), categories, fontsize=7)
+    ax.set_ylim(min(-0.2, lowest - 0.05), 1.02)
+    ax.axhline(0.0, color="#999", linewidth=0.6)
+    ax.set_ylabel("primary metric (95% CI)", fontsize=7)
+    ax.tick_params(axis="y", labelsize=6)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never on them
+    return _png(figure)

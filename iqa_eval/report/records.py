@@ -21,8 +21,8 @@ from iqa_eval.types import CellResult, CellSpec, Item, MetricValue, Stage2Cell
 SCHEMA_VERSION = "1.3"
 """The minor number grows with every field added (1.1: a cell's ``noise_ceiling``; 1.2: model
 identities, a baseline comparison's ``status``, the run's notices and exit status, a cell's
-``format_compliance``, DS ``position_balance`` for ``bias``; 1.3: the user's own ``tests`` with
-their judgements, and a cell's ``test``); readers of 1.x
+``format_compliance``, DS ``position_balance`` for ``bias``; 1.3: the run's ``study``, the
+user's own ``tests`` with their judgements, and a cell's ``test``); readers of 1.x
 keep working, so only a change they could misread raises the major number."""
 
 

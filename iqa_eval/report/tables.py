@@ -4,7 +4,9 @@ Stage 1: a row per model and prompting system, a column per dataset, setting and
 SRCC (and PLCC on request) with its interval; each model's best system (the one stage 2 used)
 is marked. Stage 2: a row per model with the system it was judged with, a column per difficult
 subset. A number that does not mean what it seems is marked, never dropped: coverage under the
-gate's minimum, or invented answers (the study's random fill, paper mode only). Tables from one
+gate's minimum, or invented answers (the study's random fill, paper mode only). A cell of a
+dataset that an ``--iqa-study`` run lacked reads ``missing``, with the command that adds the
+dataset under the table, so a study that shrank shows where. Tables from one
 run with several models equal the tables of one run per model: cells are keyed by their id,
 and the same cell with other numbers in two reports is an error naming both.
 """
@@ -23,6 +25,7 @@ FORMATS = ("md", "csv", "latex")
 LOW_COVERAGE = "†"
 INVENTED = "‡"
 BEST = "*"
+MISSING = "missing"
 LEGEND = (
     f"Marks: {BEST} the model's best system (chosen by mean stage-1 SRCC, used in stage 2); "
     f"{LOW_COVERAGE} coverage under the gate's minimum; {INVENTED} includes invented (random-fill) answers; "
@@ -52,6 +55,31 @@ class Table:
     columns: tuple[Column, ...]
     rows: tuple[tuple[str, tuple[str, ...]], ...]
     """(row label, one formatted value per column)."""
+    missing: tuple[str, ...] = ()
+    """One line per dataset the run lacked: its name and what adds it."""
+
+
+@dataclass(frozen=True)
+class Missing:
+    """Cells of datasets an ``--iqa-study`` run lacked (skipped, by key) and what adds each dataset."""
+
+    cells: frozenset[str] = frozenset()
+    add: tuple[tuple[str, str], ...] = ()
+
+    def lines(self, cells: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+        shown = {c["dataset"] for c in cells if _key(c) in self.cells}
+        return tuple(f"{MISSING}: {name}: {add}" for name, add in self.add if name in shown)
+
+
+def missing_cells(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> Missing:
+    """The skipped cells of each report whose dataset that report's study run lacked."""
+    keys: set[str] = set()
+    add: dict[str, str] = {}
+    for _, report in reports:
+        lacked = {m["dataset"]: m["add"] for m in (report["run"].get("study") or {}).get("missing", [])}
+        add.update(lacked)
+        keys |= {_key(c) for c in report["cells"] if c["outcome"] == "skipped" and c["dataset"] in lacked}
+    return Missing(frozenset(keys), tuple(sorted(add.items())))
 
 
 def collect(reports: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Mapping[str, Any]]:
@@ -128,10 +156,20 @@ def _system_label(protocol: str, strategy: str) -> str:
     return f"{protocol.upper()} {strategy}"
 
 
-def stage1(cells: Sequence[Mapping[str, Any]], *, plcc: bool = False) -> Table:
-    first = [
-        c for c in cells if c["stage"] == 1 and c["subset"] != "metamorphic" and c["outcome"] != "skipped"
-    ]
+def _shown(cell: Mapping[str, Any], missing: Missing) -> bool:
+    """Measured cells, and the cells of a dataset the run lacked; other skipped cells are not in
+    the tables (a model that cannot take a cell has no number for it)."""
+    return cell["outcome"] != "skipped" or _key(cell) in missing.cells
+
+
+def _cell_value(cell: Mapping[str, Any] | None, plcc: bool, missing: Missing) -> str:
+    if cell is not None and _key(cell) in missing.cells:
+        return MISSING
+    return _value(cell, "srcc", plcc)
+
+
+def stage1(cells: Sequence[Mapping[str, Any]], *, plcc: bool = False, missing: Missing = Missing()) -> Table:
+    first = [c for c in cells if c["stage"] == 1 and c["subset"] != "metamorphic" and _shown(c, missing)]
     columns = _columns(first)
     best = _best_systems(cells)
     by_key = {(c["model"], c["protocol"], c["strategy"], Column(c["dataset"], c["setting"], c["attribute"],
@@ -145,7 +183,7 @@ def stage1(cells: Sequence[Mapping[str, Any]], *, plcc: bool = False) -> Table:
                 values = []
                 for col in columns:
                     cell = by_key.get((model, protocol, strategy, col))
-                    value = _value(cell, "srcc", plcc)
+                    value = _cell_value(cell, plcc, missing)
                     if (
                         cell is not None
                         and best.get((model, col.dataset, col.setting)) == f"{protocol}/{strategy}"
@@ -154,11 +192,12 @@ def stage1(cells: Sequence[Mapping[str, Any]], *, plcc: bool = False) -> Table:
                     values.append(value)
                 rows.append((f"{model} · {_system_label(protocol, strategy)}", tuple(values)))
     metric = "SRCC / PLCC" if plcc else "SRCC"
-    return Table(f"Stage 1: every prompting system, uniform samples ({metric}, 95% CI)", columns, tuple(rows))
+    title = f"Stage 1: every prompting system, uniform samples ({metric}, 95% CI)"
+    return Table(title, columns, tuple(rows), missing.lines(first))
 
 
-def stage2(cells: Sequence[Mapping[str, Any]], *, plcc: bool = False) -> Table:
-    second = [c for c in cells if c["stage"] == 2]
+def stage2(cells: Sequence[Mapping[str, Any]], *, plcc: bool = False, missing: Missing = Missing()) -> Table:
+    second = [c for c in cells if c["stage"] == 2 and _shown(c, missing)]
     columns = _columns(second)
     by_key = {
         (c["model"], Column(c["dataset"], c["setting"], c["attribute"], c["subset"])): c for c in second
@@ -171,24 +210,29 @@ def stage2(cells: Sequence[Mapping[str, Any]], *, plcc: bool = False) -> Table:
             {
                 _system_label(c["protocol"], c["strategy"])
                 for c in second
-                if c["model"] == model and c["protocol"]
+                if c["model"] == model and c["protocol"] and _key(c) not in missing.cells
             }
         )
         label = f"{model} · {', '.join(systems)}" if systems else model
-        values = tuple(_value(by_key.get((model, col)), "srcc", plcc) for col in columns)
+        values = tuple(_cell_value(by_key.get((model, col)), plcc, missing) for col in columns)
         rows.append((label, values))
     metric = "SRCC / PLCC" if plcc else "SRCC"
     title = f"Stage 2: each model's best system on the difficult subsets ({metric}, 95% CI)"
-    return Table(title, tuple(columns), tuple(rows))
+    return Table(title, tuple(columns), tuple(rows), missing.lines(second))
+
+
+def titles(table: Table) -> list[str]:
+    """The table's column titles, its row labels' first."""
+    return ["model · system", *(_column_title(c) for c in table.columns)]
 
 
 def render(table: Table, fmt: str) -> str:
     """A wide table as Markdown or LaTeX (CSV is the long form of :func:`long_csv`)."""
-    header = ["model · system", *(_column_title(c) for c in table.columns)]
+    header = titles(table)
     if fmt == "md":
         lines = [f"**{table.title}**", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
         lines += ["| " + " | ".join([label, *values]) + " |" for label, values in table.rows]
-        return "\n".join([*lines, "", LEGEND, ""])
+        return "\n".join([*lines, "", LEGEND, *(f"- {line}" for line in table.missing), ""])
     spec = "l" + "r" * len(table.columns)
     body = [" & ".join(_latex(x) for x in [label, *values]) + r" \\" for label, values in table.rows]
     return "\n".join(
@@ -204,6 +248,7 @@ def render(table: Table, fmt: str) -> str:
             r"\bottomrule",
             r"\end{tabular}",
             rf"\par\footnotesize {_latex(LEGEND)}",
+            *(rf"\par\footnotesize {_latex(line)}" for line in table.missing),
             r"\end{table}",
             "",
         ]
@@ -232,13 +277,14 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 
-def long_csv(cells: Sequence[Mapping[str, Any]]) -> str:
-    """Both tables in one long CSV, a row per cell: what a spreadsheet or pandas wants to pivot."""
+def long_csv(cells: Sequence[Mapping[str, Any]], missing: Missing = Missing()) -> str:
+    """Both tables in one long CSV, a row per cell: what a spreadsheet or pandas wants to pivot;
+    a cell of a dataset the run lacked has the outcome ``missing`` and no numbers."""
     best = _best_systems(cells)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    chosen = [c for c in cells if c["subset"] != "metamorphic" and c["outcome"] != "skipped"]
+    chosen = [c for c in cells if c["subset"] != "metamorphic" and _shown(c, missing)]
     for c in sorted(chosen, key=lambda c: (c["stage"], c["model"], c["id"])):
         system = f"{c['protocol']}/{c['strategy']}"
         numbers = []
@@ -251,7 +297,8 @@ def long_csv(cells: Sequence[Mapping[str, Any]]) -> str:
             c["stage"], c["model"], c["protocol"], c["strategy"],
             c["stage"] == 2 or best.get((c["model"], c["dataset"], c["setting"])) == system,
             c["dataset"], c["setting"], c["attribute"], c["subset"], *numbers, c["coverage"],
-            (c.get("gate") or {}).get("min_coverage"), invented, c["outcome"],
+            (c.get("gate") or {}).get("min_coverage"), invented,
+            MISSING if _key(c) in missing.cells else c["outcome"],
         ]  # fmt: skip
         writer.writerow("" if v is None else v for v in row)
     return out.getvalue()
@@ -261,11 +308,13 @@ def tables(reports: Iterable[tuple[str, Mapping[str, Any]]], fmt: str = "md", *,
     """Both tables of the reports' cells, in ``fmt``."""
     if fmt not in FORMATS:
         raise TablesError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    cells = collect(reports)
+    given = list(reports)
+    cells = collect(given)
+    missing = missing_cells(given)
     if fmt == "csv":
-        return long_csv(cells)
-    parts = [render(stage1(cells, plcc=plcc), fmt)]
-    second = stage2(cells, plcc=plcc)
+        return long_csv(cells, missing)
+    parts = [render(stage1(cells, plcc=plcc, missing=missing), fmt)]
+    second = stage2(cells, plcc=plcc, missing=missing)
     if second.rows:
         parts.append(render(second, fmt))
     return "\n".join(parts)
