@@ -45,7 +45,7 @@ def test_fr_color_runs_passes_and_writes_both_reports(suite_dir, shared_cache):
     result = run(suite_dir, shared_cache, "-m", "fr_color and ss and not metamorphic")
     result.assert_outcomes(passed=3)
     data = report(suite_dir)
-    assert data["schema_version"] == "1.2"
+    assert data["schema_version"] == "1.3"
     assert {c["id"] for c in data["cells"]} == {
         f"expert/builtin/fr_color/ss/{s}/uniform" for s in ("standard", "icl", "cot")
     }

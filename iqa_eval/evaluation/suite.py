@@ -193,13 +193,21 @@ class Suite:
 
     # -- cells --------------------------------------------------------------------------------
 
+    def systems_of(self, model: str) -> list[tuple[Protocol, Strategy]]:
+        """The stage-1 systems a model gets cells of: ``levels`` only where its client can give
+        probabilities (a model without them would only add skipped cells), and never in paper
+        mode, since the study had no such system."""
+        if self.config.paper or not self.clients[model].capabilities.probabilities:
+            return [(p, s) for p, s in systems() if s != "levels"]
+        return systems()
+
     def stage1_specs(self) -> list[CellSpec]:
         return [
             CellSpec(model, name, setting, attribute, protocol, strategy, STAGE1_SUBSET)
             for model in self.config.models
             for name, dataset in self.datasets.items()
             for setting, attribute in dataset.cells()
-            for protocol, strategy in systems()
+            for protocol, strategy in self.systems_of(model)
         ]
 
     def stage2_specs(self) -> list[Stage2Cell]:
@@ -220,6 +228,12 @@ class Suite:
         """Why the model cannot take this cell (a reason to skip it), or None."""
         client = self.clients[spec.model]
         caps = client.capabilities
+        if spec.strategy == "levels":
+            if not caps.probabilities:
+                return f"{spec.model} gives no answer probabilities, so it has no levels system"
+            refused = client.refuses_probabilities()
+            if refused is not None:
+                return refused
         if spec.setting not in caps.settings:
             return f"{spec.model} answers only {'/'.join(caps.settings).upper()} queries"
         if caps.max_images is not None:
@@ -250,6 +264,10 @@ class Suite:
     def result(self, spec: CellSpec) -> CellResult:
         if spec.id not in self._results:
             self.execute([spec])
+            # A server may turn out to refuse probabilities only once it is asked for them.
+            reason = self.unsupported(spec) if spec.strategy == "levels" else None
+            if reason is not None:
+                raise Unsupported(reason)
             answers: Mapping[str, Answer] = self._answers[spec.model]
             if self.config.paper:
                 answers = self._reask(spec, answers)
@@ -293,9 +311,13 @@ class Suite:
         return resolved
 
     def metamorphic_specs(self, protocol: Protocol) -> list[CellSpec]:
+        """The standard system's relation cells, and the ``levels`` system's where the model has it
+        (DS: the soft preference must survive the swap; SS: the expected level the re-encoding)."""
         return [
-            CellSpec(model, name, setting, attribute, protocol, "standard", METAMORPHIC_SUBSET)
+            CellSpec(model, name, setting, attribute, protocol, strategy, METAMORPHIC_SUBSET)
             for model in self.config.models
+            for strategy in ("standard", "levels")
+            if (protocol, strategy) in self.systems_of(model)
             for name, dataset in self.datasets.items()
             for setting, attribute in dataset.cells()
         ]
@@ -315,6 +337,9 @@ class Suite:
         missing = [q for q in queries if q.key not in known]
         if missing:
             known.update(self.engine.run(self.clients[spec.model], missing))
+        reason = self.unsupported(spec) if spec.strategy == "levels" else None
+        if reason is not None:
+            raise Unsupported(reason)
         return metamorphic.evaluate(spec, cases, known, decoding, self.config.seed)
 
     def best_system(self, model: str, dataset: str, setting: str) -> BestSystem:
@@ -327,6 +352,8 @@ class Suite:
         if not specs:
             raise Unsupported(f"{model} can run no prompting system on {dataset} {setting.upper()}")
         self.execute(specs)
+        # Cells the model turned out not to take (a server refusing logprobs) are not candidates.
+        specs = [s for s in specs if self.unsupported(s) is None]
         scores: dict[tuple[Protocol, Strategy], list[float]] = {}
         for spec in specs:
             value = self.result(spec).metrics["srcc"].value
