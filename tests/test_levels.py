@@ -30,7 +30,7 @@ from iqa_eval.protocols.levels import (
     score_from_levels,
 )
 from iqa_eval.protocols.scaling import count_matrix, soft_count_matrix, thurstone_map
-from iqa_eval.types import Answer, CellSpec, Decoding
+from iqa_eval.types import Answer, CellResult, CellSpec, Decoding, MetricValue
 
 FR_STRUCTURE = ("test_protocols/test_systems.py", "-p", "no:randomly")
 
@@ -294,3 +294,26 @@ def test_level_alternatives_of_the_fake_follow_the_quality():
 
     scores = [expected(q) for q in (5.0, 30.0, 55.0, 80.0, 95.0)]
     assert scores == sorted(scores) and not math.isclose(scores[0], scores[-1])
+
+
+def test_stage_2_chooses_among_the_levels_systems_unless_the_server_refused_them(
+    shared_cache, tmp_path, monkeypatch
+):
+    local = ModelOptions(base_urls=("http://127.0.0.1:9/v1",))
+    suite = Suite(RunConfig(root=tmp_path, cache_dir=shared_cache, models=("openai:m",), model_options=local))
+    srcc = {"levels": 0.9, "standard": 0.5, "icl": 0.4, "cot": 0.3}
+
+    def result(spec):
+        value = srcc[spec.strategy] + (0.05 if spec.protocol == "ds" else 0.0)
+        return CellResult(spec, 1, 1, {}, {"srcc": MetricValue(value, value, value, 1, "global")}, "srcc")
+
+    monkeypatch.setattr(suite, "execute", lambda specs: None)
+    monkeypatch.setattr(suite, "result", result)
+    best = suite.best_system("openai:m", "builtin", "fr")
+    assert (best.protocol, best.strategy) == ("ds", "levels")
+    assert {"ss/levels", "ds/levels"} <= {name for name, _ in best.ranking}
+    client = suite.clients["openai:m"]
+    monkeypatch.setattr(client, "refuses_probabilities", lambda: "the server gives no logprobs")
+    best = suite.best_system("openai:m", "builtin", "fr")
+    assert (best.protocol, best.strategy) == ("ds", "standard")
+    assert not any(name.endswith("/levels") for name, _ in best.ranking)
