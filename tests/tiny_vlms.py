@@ -35,7 +35,7 @@ from transformers import (
     Qwen2VLProcessor,
 )
 
-from iqa_eval.prompts import get_template, supports
+from iqa_eval.prompts import get_template
 from iqa_eval.types import PROTOCOLS, SETTINGS, STRATEGIES
 
 LEVEL_WORDS = ("excellent", "good", "fair", "poor", "bad")
@@ -55,7 +55,7 @@ CORPUS = [
         for setting in SETTINGS
         for protocol in PROTOCOLS
         for strategy in STRATEGIES
-        if supports(protocol, strategy)
+        if strategy != "levels"  # the study's texts only: the corpus (and so the models) stay as they were
     ),
 ]
 

@@ -4,7 +4,8 @@ Each prompt names the quality aspects to judge, fixes an answer format that star
 ``Score:``, and ends by asking the model not to refuse. The wording is our own. A template is
 assembled from one task sentence per (setting, protocol), one answer format per protocol and one
 wrapper per strategy, so the eighteen texts stay consistent with each other; the snapshots in
-``fixtures/prompts/`` pin every rendered result, so any edit shows up as a diff.
+``fixtures/prompts/`` pin every rendered result, so any edit shows up as a diff. The ``levels``
+strategy (SS and DS only) asks for a one-token answer instead, whose probabilities are read.
 
 Bump ``TEMPLATE_VERSION`` whenever a text changes: the version and the text both enter the
 template hash, which is part of every cache key, so old answers are never reused for new words.
