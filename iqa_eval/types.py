@@ -17,7 +17,7 @@ from typing import Literal, get_args
 Setting = Literal["fr", "nr"]
 Attribute = Literal["structure", "texture", "color", "geometry"]
 Protocol = Literal["ss", "ds", "ms"]
-Strategy = Literal["standard", "icl", "cot"]
+Strategy = Literal["standard", "icl", "cot", "levels"]
 Outcome = Literal["passed", "failed", "error", "skipped"]
 Best = Literal["best"]
 """What a stage-2 cell's id and record say in place of the system the run chooses for it."""
@@ -118,6 +118,9 @@ class Query:
     images: tuple[QueryImage, ...]
     decoding: Decoding = field(default_factory=Decoding)
     attempt: int = 0
+    options: tuple[str, ...] = ()
+    """The answer words whose probabilities answer the query (the ``levels`` strategy), in
+    place of generated text; empty for a query answered in text."""
 
     @cached_property
     def key(self) -> str:
@@ -132,6 +135,8 @@ class Query:
         }
         if self.attempt:  # a re-ask (paper mode) is its own request; first asks keep their keys
             payload["attempt"] = self.attempt
+        if self.options:  # probabilities were asked for: not the same request as a text answer
+            payload["options"] = list(self.options)
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
@@ -148,6 +153,9 @@ class Answer:
 
     ``error`` is a short reason code (``api_error``, ``timeout``, ``budget``, ``not_recorded`` ...)
     and ``detail`` the human explanation; an answer with an error has no text and is never cached.
+    ``probabilities`` answers a query with options: each option word with the probability the
+    model gave it at the answer position, out of its whole distribution, so their sum says how
+    much of the model's belief fell on any option at all.
     """
 
     text: str | None
@@ -157,6 +165,7 @@ class Answer:
     latency_s: float = 0.0
     cached: bool = False
     cost_usd: float = 0.0
+    probabilities: tuple[tuple[str, float], ...] | None = None
 
     @property
     def ok(self) -> bool:
@@ -281,6 +290,8 @@ class Example:
     item_ids: tuple[str, ...]
     text: str
     failure: str | None
+    probabilities: tuple[tuple[str, float], ...] | None = None
+    """The option probabilities of a ``levels`` answer, which is what it said."""
 
 
 @dataclass(frozen=True)

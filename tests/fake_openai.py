@@ -28,6 +28,14 @@ one exactly), and with ``reverse=True`` a model known to rank backwards. It defa
 full panel, but measures a pair in about 10 ms instead of 155 ms, which keeps the end-to-end
 tests fast.
 
+With ``logprobs`` in a request it answers as OpenAI and vLLM do: ``choices[0].logprobs.content``
+holds the answer token with its ``logprob`` and ``bytes`` and up to ``top_logprobs``
+alternatives. A responder may return a :class:`Reply` with the alternatives of the first token
+(several spellings of a word among them, as real tokenizers give); a plain text answer gets
+probability 1. ``ExpertResponder`` answers the ``levels`` templates with probabilities that follow
+its expert's qualities, so they follow the truth wherever the expert does. ``refuse_logprobs``
+answers every request for logprobs with OpenAI's HTTP 400.
+
 Run as a script (``python tests/fake_openai.py --latency 0.1``) it prints its base URL and
 serves until its standard input closes; the benchmark uses that to keep the server out of the
 engine's process (and its GIL).
@@ -42,6 +50,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import math
 import random
 import re
 import sys
@@ -49,7 +58,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -59,13 +68,23 @@ import pytest
 
 from iqa_eval.images import ImageStore
 from iqa_eval.models.expert import JUDGED_PER_PROTOCOL, make_expert
-from iqa_eval.prompts import Template, get_template
+from iqa_eval.prompts import Template, get_template, supports
 from iqa_eval.types import PROTOCOLS, SETTINGS, STRATEGIES, ImageRole, Query, QueryImage
 
 # The client's HTTP library is imported here, in the test process, on purpose: pytester's
 # in-process runs forget every module first imported inside them, and importing it afresh for
 # every run of the suite would cost each run the import.
-Responder = Callable[[dict[str, Any]], str]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer token with the probabilities of the alternatives at its position."""
+
+    text: str
+    alternatives: tuple[tuple[str, float], ...]
+
+
+Responder = Callable[[dict[str, Any]], "str | Reply"]
 
 TRANSIENT_FAULTS = (
     "rate_limit_retry_after",
@@ -113,6 +132,8 @@ def images_of(request: dict[str, Any]) -> list[bytes]:
 def _template_patterns() -> list[tuple[re.Pattern[str], Template]]:
     patterns = []
     for setting, protocol, strategy in itertools.product(SETTINGS, PROTOCOLS, STRATEGIES):
+        if not supports(protocol, strategy):
+            continue
         template = get_template(setting, protocol, strategy)
         regex = re.escape(template.text).replace(re.escape("{demo_label}"), ".+?")
         patterns.append((re.compile(regex, re.DOTALL), template))
@@ -127,6 +148,26 @@ def _roles(template: Template) -> list[ImageRole]:
         roles += ["demo_reference"] * fr + ["demo"] * judged
     roles += ["reference"] * fr + ["image"] * judged
     return roles
+
+
+LEVELS = ("excellent", "good", "fair", "poor", "bad")
+LEVEL_CENTRES = (100.0, 75.0, 50.0, 25.0, 0.0)
+SPELLINGS = (("{}", 0.1), (" {}", 0.3), ("{C}", 0.6))
+"""How a level's probability is split over its tokens: real tokenizers have several spellings."""
+
+
+def level_alternatives(
+    quality: float, spread: float = 15.0, elsewhere: float = 0.04
+) -> tuple[tuple[str, float], ...]:
+    """First-token alternatives for a model whose belief centres on ``quality`` (0–100): each
+    level weighted by a Gaussian around it, split over spellings, and ``elsewhere`` on no level."""
+    weights = [math.exp(-0.5 * ((quality - c) / spread) ** 2) for c in LEVEL_CENTRES]
+    total = sum(weights)
+    out = []
+    for word, weight in zip(LEVELS, weights, strict=True):
+        for spelling, share in SPELLINGS:
+            out.append((spelling.format(word, C=word.capitalize()), (1 - elsewhere) * share * weight / total))
+    return (*out, ("The", elsewhere))
 
 
 class Held:
@@ -167,6 +208,8 @@ class WellFormed:
         if template is None:
             raise ValueError("the prompt is none of the suite's templates")
         draw = random.Random(hashlib.sha256(json.dumps(request, sort_keys=True).encode()).digest())
+        if template.strategy == "levels":
+            return draw.choice(LEVELS if template.protocol == "ss" else ("1", "0"))
         if template.protocol == "ss":
             return f"Score: {draw.randint(0, 100)}"
         if template.protocol == "ds":
@@ -188,7 +231,7 @@ class ExpertResponder:
         self._lock = threading.Lock()
         self._loops = threading.local()
 
-    def __call__(self, request: dict[str, Any]) -> str:
+    def __call__(self, request: dict[str, Any]) -> str | Reply:
         text = prompt_text(request)
         template = next((t for pattern, t in self._patterns if pattern.fullmatch(text)), None)
         if template is None:
@@ -206,12 +249,30 @@ class ExpertResponder:
             text,
             tuple(QueryImage(r, self._store.stimulus(p)) for r, p in zip(roles, paths, strict=True)),
         )
+        if template.strategy == "levels":
+            return self._levels(query)
+        return self._ask(query)
+
+    def _ask(self, query: Query) -> str:
         loop = getattr(self._loops, "loop", None)
         if loop is None:  # one loop per server worker thread, not a new loop (and thread pool) per call
             loop = self._loops.loop = asyncio.new_event_loop()
         answer = loop.run_until_complete(self._expert.answer(query))
         assert answer.text is not None
         return answer.text
+
+    def _levels(self, query: Query) -> Reply:
+        """Probabilities from the expert's quality of each judged image: SS spreads them over the
+        levels around that quality, DS is a logistic of the two qualities' difference."""
+        reference = [im for im in query.images if im.role == "reference"]
+        qualities = []
+        for image in (im for im in query.images if im.role == "image"):
+            single = replace(query, protocol="ss", strategy="standard", images=(*reference, image))
+            qualities.append(float(self._ask(single).removeprefix("Score:")))
+        if query.protocol == "ss":
+            return Reply("", level_alternatives(qualities[0]))
+        first = 1.0 / (1.0 + math.exp(-(qualities[0] - qualities[1]) / 4.0))
+        return Reply("", (("1", 0.97 * first), ("0", 0.97 * (1.0 - first)), ("The", 0.03)))
 
     def _file(self, png: bytes) -> str:
         path = self._dir / f"{hashlib.sha256(png).hexdigest()}.png"
@@ -250,9 +311,12 @@ class FakeOpenAI:
     """Stamp ``created`` with the time of the listing request, as vLLM and SGLang do."""
     status_override: int | None = None
     """Answer every chat request with this HTTP status (e.g. 500), OpenAI's error body included."""
+    refuse_logprobs: bool = False
+    """Answer every request for logprobs with HTTP 400, as OpenAI does for models without them."""
 
     requests: int = field(default=0, init=False)
     probes: int = field(default=0, init=False)
+    logprob_requests: int = field(default=0, init=False)
     listings: int = field(default=0, init=False)
     fault_counts: Counter[str] = field(default_factory=Counter, init=False)
     last_request: dict[str, Any] | None = field(default=None, init=False)
@@ -417,6 +481,15 @@ class FakeOpenAI:
             )
         if probe:
             return await self._send(writer, 200, self._completion(request, "OK"))
+        if request.get("logprobs"):
+            self.logprob_requests += 1
+            if self.refuse_logprobs:
+                self.fault_counts["logprobs_refused"] += 1
+                error = _error(
+                    "This model does not support the 'logprobs' parameter.", "unsupported_parameter"
+                )
+                error["error"]["param"] = "logprobs"
+                return await self._send(writer, 400, error)
         fault = self._draw_fault(body)
         if self.latency_s > 0:
             await asyncio.sleep(self.latency_s)
@@ -424,7 +497,7 @@ class FakeOpenAI:
             self.fault_counts[fault] += 1
             return await self._fault(fault, request, writer)
         try:
-            text = await asyncio.to_thread(self.responder, request)
+            text: str | Reply = await asyncio.to_thread(self.responder, request)
         except Exception as err:  # a broken responder is a test bug: make it visible, not a hang
             self.fault_counts["responder_error"] += 1
             message = f"responder failed: {type(err).__name__}: {err}"
@@ -432,7 +505,7 @@ class FakeOpenAI:
         return await self._send(writer, 200, self._completion(request, text))
 
     def _completion(
-        self, request: dict[str, Any], text: str | None, refusal: str | None = None
+        self, request: dict[str, Any], text: str | Reply | None, refusal: str | None = None
     ) -> dict[str, Any]:
         completion = _completion(request, text, refusal)
         completion["model"] = self.served_model or completion["model"]
@@ -487,8 +560,31 @@ def _error(message: str, code: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
 
 
-def _completion(request: dict[str, Any], text: str | None, refusal: str | None = None) -> dict[str, Any]:
+def _logprobs(request: dict[str, Any], reply: Reply) -> dict[str, Any] | None:
+    """OpenAI's ``logprobs`` of a one-token answer, when the request asked for them."""
+    if not request.get("logprobs"):
+        return None
+    ranked = sorted(reply.alternatives, key=lambda tp: -tp[1])
+    chosen = reply.text or ranked[0][0]
+    p = dict(reply.alternatives).get(chosen, 1e-9)
+
+    def entry(token: str, probability: float) -> dict[str, Any]:
+        return {"token": token, "logprob": math.log(probability), "bytes": list(token.encode())}
+
+    top = [entry(t, q) for t, q in ranked[: int(request.get("top_logprobs") or 0)] if q > 0]
+    return {"content": [{**entry(chosen, p), "top_logprobs": top}], "refusal": None}
+
+
+def _completion(
+    request: dict[str, Any], answer: str | Reply | None, refusal: str | None = None
+) -> dict[str, Any]:
     """A chat completion with usage that grows with the prompt and images, as real ones do."""
+    reply = (
+        answer if isinstance(answer, Reply) else None if answer is None else Reply(answer, ((answer, 1.0),))
+    )
+    if reply is not None and not reply.text:
+        reply = Reply(max(reply.alternatives, key=lambda tp: tp[1])[0], reply.alternatives)
+    text = None if reply is None else reply.text
     images = sum(part.get("type") == "image_url" for part in message_parts(request))
     prompt_tokens = len(prompt_text(request)) // 4 + 85 * images
     completion_tokens = max(1, len(text or refusal or "") // 4)
@@ -502,7 +598,7 @@ def _completion(request: dict[str, Any], text: str | None, refusal: str | None =
                 "index": 0,
                 "message": {"role": "assistant", "content": text, "refusal": refusal},
                 "finish_reason": "stop",
-                "logprobs": None,
+                "logprobs": None if reply is None or not text else _logprobs(request, reply),
             }
         ],
         "usage": {

@@ -98,7 +98,14 @@ def test_a_dead_endpoint_stops_within_seconds_with_the_unmeasured_status(suite_d
     cache = fresh_cache(builtin, tmp_path / "cache")
     start = time.monotonic()
     result = run(
-        suite_dir, cache, "--iqa-model", "openai:gone", "--iqa-base-url", url, "-m", "fr_structure and ss"
+        suite_dir,
+        cache,
+        "--iqa-model",
+        "openai:gone",
+        "--iqa-base-url",
+        url,
+        "-m",
+        "fr_structure and ss and not levels",
     )
     elapsed = time.monotonic() - start
     output = result.stdout.str() + result.stderr.str()
@@ -208,7 +215,7 @@ def test_a_worker_sends_its_whole_scope_at_once(suite_dir, builtin, fake_openai,
     )
     server = fake_openai(responder=constant("Score: 50"))
     cache = fresh_cache(builtin, tmp_path / "cache")
-    selection = ("-m", "(fr_structure or nr_structure) and ss and not icl and not metamorphic")
+    selection = ("-m", "(fr_structure or nr_structure) and ss and not icl and not levels and not metamorphic")
     result = run(
         suite_dir, cache, "--iqa-model", "openai:m", "--iqa-base-url", server.url, *selection, "-n", "2"
     )

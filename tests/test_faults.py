@@ -29,7 +29,13 @@ def test_thirty_percent_transient_faults_leave_every_result_unchanged(
 ):
     # --iqa-no-cache: both runs must really ask, or the faulty one would only read the clean one's answers.
     # Two cells, 160 queries: enough for every kind of fault to occur (checked below).
-    args = ("--iqa-model", "openai:accurate", "--iqa-no-cache", "-m", "fr_structure and ss and not icl")
+    args = (
+        "--iqa-model",
+        "openai:accurate",
+        "--iqa-no-cache",
+        "-m",
+        "fr_structure and ss and not icl and not levels",
+    )
     clean = fake_openai(responder=accurate_responder)
     run(suite_dir, shared_cache, *args, "--iqa-base-url", clean.url).assert_outcomes(passed=2)
     expected = report(suite_dir)["cells"]

@@ -64,7 +64,7 @@ def test_a_run_gated_on_its_adopted_profile_passes_and_a_worse_one_fails(
         "--iqa-model",
         "openai:adopted",
         "-m",
-        "fr_structure and ss",
+        "fr_structure and ss and not levels",
     )
     first = suite_dir.runpytest(*args, "--iqa-base-url", server.url, f"--iqa-gates={strict}")
     first.assert_outcomes(passed=2, failed=1)

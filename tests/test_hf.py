@@ -18,14 +18,16 @@ pytest.importorskip("transformers")
 
 import tiny_vlms
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForImageTextToText, Blip2Config, PreTrainedTokenizerFast
 
 from iqa_eval.evaluation.cells import Planner
+from iqa_eval.evaluation.config import RunConfig
+from iqa_eval.evaluation.suite import Suite
 from iqa_eval.images import ImageStore
 from iqa_eval.models import hf
 from iqa_eval.models.base import ModelOptions, PermanentModelError
-from iqa_eval.models.hf import HFModel, directory_identity, identity, level_token_ids, score_from_levels
+from iqa_eval.models.hf import HFModel, directory_identity, identity, option_token_ids, score_from_levels
 from iqa_eval.models.registry import ModelSpecError
 from iqa_eval.protocols.ds import DS
 from iqa_eval.protocols.ms import MS
@@ -288,19 +290,38 @@ def word_tokenizer(vocab: dict[str, int]) -> PreTrainedTokenizerFast:
 
 def test_level_token_ids_are_read_from_the_tokenizer():
     words = ["<unk>", "The", "quality", "of", "the", "image", "is"]
-    levels = {"bad": 17, "excellent": 9, "poor": 8, "good": 12, "fair": 30}
+    levels = {"bad": 17, "excellent": 9, "poor": 8, "good": 12, "fair": 30, "Good": 31}
     vocab = {w: i for i, w in enumerate(words)} | levels
-    assert level_token_ids(word_tokenizer(vocab)) == (9, 12, 30, 8, 17)
+    assert option_token_ids(word_tokenizer(vocab)) == ((9,), (12, 31), (30,), (8,), (17,))
 
 
-def test_level_words_sharing_a_first_token_are_refused():
-    # A byte-level tokenizer without merges spells every word from single bytes after "Ġ".
+def test_every_spelling_of_a_level_gives_a_token_to_merge():
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [f"{w}\n {w}\n{w.capitalize()}\n {w.capitalize()}" for w in hf.LEVELS] * 20
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<unk>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok)
+    good = {fast.convert_ids_to_tokens(t) for t in option_token_ids(fast)[1]}
+    assert {"good", "Ġgood", "Good", "ĠGood"} <= good
+    assert all(t.lstrip("Ġ").lower().startswith("goo") for t in good)
+
+
+def test_a_tokenizer_that_cannot_spell_a_level_is_refused():
+    # A byte-level tokenizer without merges spells every word from single bytes: "g" starts too
+    # much to stand for "good".
     tok = Tokenizer(
         models.BPE(vocab={c: i for i, c in enumerate(pre_tokenizers.ByteLevel.alphabet())}, merges=[])
     )
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    with pytest.raises(hf.LevelTokenError, match="share their first token 'Ġ'"):
-        level_token_ids(PreTrainedTokenizerFast(tokenizer_object=tok))
+    tok.decoder = decoders.ByteLevel()
+    with pytest.raises(
+        hf.LevelTokenError, match="no token of this tokenizer spells the start of 'excellent'"
+    ):
+        option_token_ids(PreTrainedTokenizerFast(tokenizer_object=tok))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -330,6 +351,79 @@ def test_level_probabilities_read_the_next_token_of_each_word(tiny, store, queri
     probs = asyncio.run(model.level_probabilities(queries["ss"][0]))
     assert probs[1] > 0.999
     assert score_from_levels(probs) == pytest.approx(75.0, abs=0.1)
+
+
+@pytest.fixture(scope="session")
+def level_queries(builtin) -> dict[str, list[Query]]:
+    planner = Planner()
+    return {
+        protocol: [
+            pq.query
+            for pq in planner.plan(
+                CellSpec("m", "builtin", "nr", "structure", protocol, "levels", "uniform"), builtin
+            ).queries[:4]
+        ]
+        for protocol in ("ss", "ds")
+    }
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_levels_queries_are_answered_with_probabilities_from_the_logits(family, tiny, store, level_queries):
+    model = client(tiny[family], store)
+    assert model.capabilities.probabilities
+    for protocol, words in (("ss", hf.LEVELS), ("ds", ("1", "0"))):
+        for answer in answer_all(model, level_queries[protocol][:2], together=True):
+            assert answer.ok and answer.text == "" and answer.probabilities is not None
+            assert [w for w, _ in answer.probabilities] == list(words)
+            # Out of the whole vocabulary: a random model puts most of its mass elsewhere.
+            assert all(0 < p < 1 for _, p in answer.probabilities)
+            assert sum(p for _, p in answer.probabilities) < 1
+
+
+def test_the_probability_of_a_word_is_the_sum_over_its_spellings(tiny, store, level_queries):
+    model = client(tiny["llava"], store)
+    model.load()
+    tokenizer = model.processor.tokenizer
+    one = [tokenizer.convert_tokens_to_ids(t) for t in ("1", "Ġ1")]
+    assert len(set(one)) == 2 and tokenizer.unk_token_id not in one
+    head = model.model.get_output_embeddings()
+
+    def boost_both_spellings_of_1(module, args, output):
+        output[:, -1, one] += 40.0
+        return output
+
+    head.register_forward_hook(boost_both_spellings_of_1)
+    (answer,) = answer_all(model, level_queries["ds"][:1], together=False)
+    probabilities = dict(answer.probabilities)
+    assert probabilities["1"] > 0.999 and probabilities["0"] < 1e-6
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_batched_probabilities_equal_one_at_a_time(family, tiny, store, level_queries):
+    model = client(tiny[family], store, batch_size=4)
+    qs = level_queries["ss"] + level_queries["ds"]
+    together = answer_all(model, qs, together=True)
+    alone = answer_all(model, qs, together=False)
+    for a, b in zip(together, alone, strict=True):
+        assert [w for w, _ in a.probabilities] == [w for w, _ in b.probabilities]
+        assert [p for _, p in a.probabilities] == pytest.approx(
+            [p for _, p in b.probabilities], rel=1e-4, abs=1e-7
+        )
+
+
+def test_a_random_model_has_no_levels_mass_and_its_levels_cell_fails_with_that_reason(
+    tiny, shared_cache, tmp_path
+):
+    config = RunConfig(root=tmp_path, cache_dir=shared_cache, models=("tiny",), use_cache=False)
+    suite = Suite(config, lambda spec, store: HFModel(f"hf:{tiny['llava']}", store))
+    spec = CellSpec("tiny", "builtin", "nr", "structure", "ss", "levels", "uniform")
+    assert spec in suite.stage1_specs()
+    try:
+        result = suite.result(spec)
+    finally:
+        suite.close()
+    assert result.n_failed == {"low_level_mass": result.n_queries} and result.coverage == 0.0
+    assert result.n_compliant is None and result.examples[0].probabilities is not None
 
 
 def test_score_from_levels_weights_excellent_to_bad():

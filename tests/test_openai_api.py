@@ -671,7 +671,7 @@ def cells(pytester):
     return json.loads((pytester.path / "reports" / "iqa-report.json").read_text())["cells"]
 
 
-FR_STRUCTURE_SS = ("-m", "fr_structure and ss")
+FR_STRUCTURE_SS = ("-m", "fr_structure and ss and not levels")
 STANDARD = ("-m", "fr_structure and ss and standard")  # one cell of 80 queries, where one is enough
 
 

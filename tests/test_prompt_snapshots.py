@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from iqa_eval.prompts import supports
 from iqa_eval.protocols.base import Demonstration, build_query
 from iqa_eval.types import PROTOCOLS, SETTINGS, STRATEGIES, Decoding, Item, Stimulus
 
 SNAPSHOTS = Path(__file__).resolve().parents[1] / "fixtures" / "prompts"
 JUDGED = {"ss": 1, "ds": 2, "ms": 4}
-SYSTEMS = [(s, p, k) for s in SETTINGS for p in PROTOCOLS for k in STRATEGIES]
+SYSTEMS = [(s, p, k) for s in SETTINGS for p in PROTOCOLS for k in STRATEGIES if supports(p, k)]
 
 
 def _item(name: str, setting: str, group: str) -> Item:

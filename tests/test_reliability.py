@@ -36,7 +36,7 @@ from iqa_eval.models.openai_api import OpenAIModel
 from iqa_eval.plugin import EXIT_UNMEASURED
 from iqa_eval.types import Query, QueryImage
 
-TWO_CELLS = ("-m", "fr_structure and ss and not icl")  # 160 queries
+TWO_CELLS = ("-m", "fr_structure and ss and not icl and not levels")  # 160 queries
 CONCURRENCY = 4
 
 

@@ -55,6 +55,7 @@ CORPUS = [
         for setting in SETTINGS
         for protocol in PROTOCOLS
         for strategy in STRATEGIES
+        if strategy != "levels"  # the study's texts only: the corpus (and so the models) stay as they were
     ),
 ]
 

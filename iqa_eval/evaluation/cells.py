@@ -16,6 +16,7 @@ import numpy as np
 from iqa_eval.datasets.base import Dataset
 from iqa_eval.protocols.base import Plan, PlanRequest
 from iqa_eval.protocols.demos import demonstration
+from iqa_eval.protocols.levels import judge_probabilities, no_option_mass
 from iqa_eval.protocols.registry import method
 from iqa_eval.sampling import subsets, uniform
 from iqa_eval.types import Answer, CellResult, CellSpec, Decoding, Example, Item, Judgement
@@ -74,6 +75,10 @@ def judge_answer(spec: CellSpec, answer: Answer | None) -> Judgement:
         return Judgement(None, "not_run")
     if not answer.ok or answer.text is None:
         return Judgement(None, answer.error or "no_answer")
+    if spec.strategy == "levels":
+        if answer.probabilities is None:
+            return Judgement(None, "no_probabilities", "the answer carries text but no probabilities")
+        return judge_probabilities(spec.protocol, answer.probabilities)
     return method(spec.protocol).parse(answer.text, spec.setting)
 
 
@@ -120,7 +125,12 @@ def evaluate(
         metrics = {
             name: replace(m, note="; ".join(filter(None, [m.note, mark]))) for name, m in metrics.items()
         }
-    compliant = sum(judged[pq.query.key].compliant for pq in plan.queries)
+    # Probabilities have no format to comply with: compliance is for text answers only.
+    compliant = None
+    if spec.strategy == "levels":
+        notes.append(_mass_note(plan, answers))
+    else:
+        compliant = sum(judged[pq.query.key].compliant for pq in plan.queries)
     return CellResult(
         spec=spec,
         n_items=len(plan.items),
@@ -135,6 +145,21 @@ def evaluate(
     )
 
 
+def _mass_note(plan: Plan, answers: Mapping[str, Answer]) -> str:
+    """How much of the models' probability fell on no answer word, over the cell's answers."""
+    masses = [
+        no_option_mass(a.probabilities)
+        for pq in plan.queries
+        if (a := answers.get(pq.query.key)) is not None and a.probabilities is not None
+    ]
+    if not masses:
+        return "probability-based: no answer carried probabilities"
+    return (
+        f"probability-based: the share of probability on no level word is {np.mean(masses):.3f} on "
+        f"average (largest {max(masses):.3f}) over {len(masses)} answers"
+    )
+
+
 def _examples(
     plan: Plan, pairs: Sequence[tuple[object, Judgement]], answers: Mapping[str, Answer]
 ) -> tuple[Example, ...]:
@@ -144,7 +169,8 @@ def _examples(
     for pq, judgement in zip(plan.queries, (j for _, j in pairs), strict=True):
         answer = answers.get(pq.query.key)
         text = (answer.text or answer.detail or "") if answer is not None else ""
-        example = Example(pq.query.key, pq.item_ids, text[:EXAMPLE_CHARS], judgement.failure)
+        probabilities = answer.probabilities if answer is not None else None
+        example = Example(pq.query.key, pq.item_ids, text[:EXAMPLE_CHARS], judgement.failure, probabilities)
         (failed if judgement.failure else ok).append(example)
     half = EXAMPLES_PER_CELL // 2
     return tuple(failed[:half] + ok[: EXAMPLES_PER_CELL - min(half, len(failed))])

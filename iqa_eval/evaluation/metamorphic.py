@@ -20,6 +20,9 @@ from iqa_eval.types import Answer, CellResult, CellSpec, Decoding, Item, Judgeme
 
 RELATIONS = {"ds": "order swap", "ms": "permutation", "ss": "lossless re-encoding"}
 SS_TOLERANCE = 5.0  # points on the 0–100 scale; temperature-0 APIs are not bit-exact
+DS_SOFT_TOLERANCE = 0.2
+"""How far a soft preference may move when the pair swaps places: a model with no position bias
+moves it by nothing, one that prefers a position by up to the whole range."""
 
 
 @dataclass(frozen=True)
@@ -31,12 +34,13 @@ class Case:
 
 
 def queries(spec: CellSpec, case: Case, decoding: Decoding) -> tuple[Query, Query]:
-    first = build_query(spec.setting, spec.protocol, "standard", list(case.items), None, decoding)
+    strategy = spec.strategy
+    first = build_query(spec.setting, spec.protocol, strategy, list(case.items), None, decoding)
     if spec.protocol == "ds":
-        second = build_query(spec.setting, "ds", "standard", list(reversed(case.items)), None, decoding)
+        second = build_query(spec.setting, "ds", strategy, list(reversed(case.items)), None, decoding)
     elif spec.protocol == "ms":
         permuted = [case.items[k] for k in case.permutation]
-        second = build_query(spec.setting, "ms", "standard", permuted, None, decoding)
+        second = build_query(spec.setting, "ms", strategy, permuted, None, decoding)
     else:
         second = replace(first, images=tuple(replace(im, encoding="png9") for im in first.images))
     return first, second
@@ -44,6 +48,9 @@ def queries(spec: CellSpec, case: Case, decoding: Decoding) -> tuple[Query, Quer
 
 def holds(spec: CellSpec, case: Case, one: Judgement, two: Judgement) -> bool:
     assert one.values is not None and two.values is not None
+    if spec.protocol == "ds" and spec.strategy == "levels":
+        # P(a better) asked as (a, b) against 1 - P(b better) asked as (b, a).
+        return abs(one.values[0] - (1.0 - two.values[0])) <= DS_SOFT_TOLERANCE
     if spec.protocol == "ds":
         # (a, b) answered 1 means a wins; (b, a) answered 0 means a wins too; 2 is a tie both ways.
         return {1.0: 0.0, 0.0: 1.0, 2.0: 2.0}[one.values[0]] == two.values[0]
@@ -73,6 +80,11 @@ def evaluate(
         notes=(
             f"{RELATIONS[spec.protocol]}: {len(cases)} cases drawn by hypothesis; a case counts when "
             "both of its answers are valid"
-            + (f" and the two scores differ by at most {SS_TOLERANCE:g}" if spec.protocol == "ss" else ""),
+            + (f" and the two scores differ by at most {SS_TOLERANCE:g}" if spec.protocol == "ss" else "")
+            + (
+                f" and P(first better) moves by at most {DS_SOFT_TOLERANCE:g} with the swap"
+                if spec.protocol == "ds" and spec.strategy == "levels"
+                else ""
+            ),
         ),
     )

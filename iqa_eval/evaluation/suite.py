@@ -221,12 +221,20 @@ class Suite:
         """The run's study matrix for the report, None without ``--iqa-study``."""
         return study.record(self.datasets) if self.config.study else None
 
+    def systems_of(self, model: str) -> list[tuple[Protocol, Strategy]]:
+        """The stage-1 systems a model gets cells of: ``levels`` only where its client can give
+        probabilities (a model without them would only add skipped cells), and never in paper
+        mode or in the study's matrix, since the study had no such system."""
+        if self.config.paper or self.config.study or not self.clients[model].capabilities.probabilities:
+            return [(p, s) for p, s in systems() if s != "levels"]
+        return systems()
+
     def stage1_specs(self) -> list[CellSpec]:
         return [
             CellSpec(model, name, setting, attribute, protocol, strategy, STAGE1_SUBSET)
             for model in self.config.models
             for name, setting, attribute in self.dataset_cells()
-            for protocol, strategy in systems()
+            for protocol, strategy in self.systems_of(model)
         ]
 
     def stage2_specs(self) -> list[Stage2Cell]:
@@ -273,6 +281,12 @@ class Suite:
             return absent
         client = self.clients[spec.model]
         caps = client.capabilities
+        if spec.strategy == "levels":
+            if not caps.probabilities:
+                return f"{spec.model} gives no answer probabilities, so it has no levels system"
+            refused = client.refuses_probabilities()
+            if refused is not None:
+                return refused
         if spec.setting not in caps.settings:
             return f"{spec.model} answers only {'/'.join(caps.settings).upper()} queries"
         if caps.max_images is not None:
@@ -303,6 +317,10 @@ class Suite:
     def result(self, spec: CellSpec) -> CellResult:
         if spec.id not in self._results:
             self.execute([spec])
+            # A server may turn out to refuse probabilities only once it is asked for them.
+            reason = self.unsupported(spec) if spec.strategy == "levels" else None
+            if reason is not None:
+                raise Unsupported(reason)
             answers: Mapping[str, Answer] = self._answers[spec.model]
             if self.config.paper:
                 answers = self._reask(spec, answers)
@@ -365,12 +383,16 @@ class Suite:
         return resolved
 
     def metamorphic_specs(self, protocol: Protocol) -> list[CellSpec]:
-        """Metamorphic cells: the suite's own checks, none of the study's cells."""
+        """The standard system's relation cells, and the ``levels`` system's where the model has it
+        (DS: the soft preference must survive the swap; SS: the expected level the re-encoding);
+        none of the study's cells."""
         if self.config.study:
             return []
         return [
-            CellSpec(model, name, setting, attribute, protocol, "standard", METAMORPHIC_SUBSET)
+            CellSpec(model, name, setting, attribute, protocol, strategy, METAMORPHIC_SUBSET)
             for model in self.config.models
+            for strategy in ("standard", "levels")
+            if (protocol, strategy) in self.systems_of(model)
             for name, setting, attribute in self.dataset_cells()
         ]
 
@@ -386,6 +408,9 @@ class Suite:
         decoding = self.config.decoding
         queries = [q for case in cases for q in metamorphic.queries(spec, case, decoding)]
         known = self.ask(spec.model, queries)
+        reason = self.unsupported(spec) if spec.strategy == "levels" else None
+        if reason is not None:
+            raise Unsupported(reason)
         return metamorphic.evaluate(spec, cases, known, decoding, self.config.seed)
 
     def best_system(self, model: str, dataset: str, setting: str) -> BestSystem:
@@ -398,6 +423,8 @@ class Suite:
         if not specs:
             raise Unsupported(f"{model} can run no prompting system on {dataset} {setting.upper()}")
         self.execute(specs)
+        # Cells the model turned out not to take (a server refusing logprobs) are not candidates.
+        specs = [s for s in specs if self.unsupported(s) is None]
         scores: dict[tuple[Protocol, Strategy], list[float]] = {}
         for spec in specs:
             value = self.result(spec).metrics["srcc"].value

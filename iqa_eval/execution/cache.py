@@ -7,6 +7,9 @@ Only successful answers to deterministic queries are stored, so an outage or a r
 never be replayed as if the model had said it. WAL mode lets pytest-xdist workers read while one
 of them writes; each answer is committed as it arrives, so a killed run resumes where it stopped.
 
+A ``levels`` answer keeps its option probabilities beside its text (JSON in ``probabilities``,
+null for text answers); a cache from before that column gets it added, empty.
+
 Caches written before identities were recorded keep their answers in ``answers_unidentified``:
 nothing says which model gave them, so they are never replayed; ``iqa-eval cache clear`` drops
 them.
@@ -39,6 +42,7 @@ CREATE TABLE IF NOT EXISTS answers (
     latency_s REAL NOT NULL,
     cost_usd REAL NOT NULL,
     created REAL NOT NULL,
+    probabilities TEXT,
     PRIMARY KEY (identity, key)
 ) WITHOUT ROWID
 """
@@ -87,6 +91,8 @@ class ResponseCache:
                 self._db.execute(f"DROP TABLE IF EXISTS {UNIDENTIFIED}")
                 self._db.execute(f"ALTER TABLE answers RENAME TO {UNIDENTIFIED}")
             self._db.execute(ANSWERS)
+            if "probabilities" not in {row[1] for row in self._db.execute("PRAGMA table_info(answers)")}:
+                self._db.execute("ALTER TABLE answers ADD COLUMN probabilities TEXT")
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -114,14 +120,21 @@ class ResponseCache:
 
     def get_many(self, identity: str, keys: Sequence[str]) -> dict[str, Answer]:
         rows = self._rows_for_keys(
-            "SELECT key, text, prompt_tokens, completion_tokens, latency_s, cost_usd FROM answers "
-            "WHERE identity = ? AND key",
+            "SELECT key, text, prompt_tokens, completion_tokens, latency_s, cost_usd, probabilities "
+            "FROM answers WHERE identity = ? AND key",
             [identity],
             keys,
         )
         return {
-            key: Answer(text, usage=Usage(pt, ct), latency_s=latency, cached=True, cost_usd=cost)
-            for key, text, pt, ct, latency, cost in rows
+            key: Answer(
+                text,
+                usage=Usage(pt, ct),
+                latency_s=latency,
+                cached=True,
+                cost_usd=cost,
+                probabilities=_probabilities(probs),
+            )
+            for key, text, pt, ct, latency, cost, probs in rows
         }
 
     def superseded(self, identity: ModelIdentity, keys: Sequence[str]) -> list[HeldIdentity]:
@@ -148,7 +161,8 @@ class ResponseCache:
             raise ValueError("only successful answers may be cached")
         with self._lock:
             self._db.execute(
-                "INSERT OR IGNORE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO answers (identity, key, text, prompt_tokens, completion_tokens, "
+                "latency_s, cost_usd, created, probabilities) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     identity,
                     key,
@@ -158,6 +172,7 @@ class ResponseCache:
                     answer.latency_s,
                     answer.cost_usd,
                     time.time(),
+                    None if answer.probabilities is None else json.dumps(answer.probabilities),
                 ),
             )
 
@@ -215,6 +230,12 @@ class ResponseCache:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _probabilities(stored: str | None) -> tuple[tuple[str, float], ...] | None:
+    if stored is None:
+        return None
+    return tuple((str(word), float(p)) for word, p in json.loads(stored))
 
 
 def export_replay(cache: ResponseCache, path: str | Path, model: str | None = None) -> int:

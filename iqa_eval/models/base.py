@@ -122,6 +122,9 @@ class Capabilities:
 
     max_images: int | None = None
     settings: tuple[Setting, ...] = SETTINGS
+    probabilities: bool = False
+    """Whether it can answer with the probabilities of answer words (local logits, API
+    logprobs): only such models get ``levels`` cells."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,11 @@ class ModelClient(abc.ABC):
         """USD that sending ``queries`` may cost at most, or None when they cost nothing or the
         price is unknown; said before dispatch, so a user can stop a run that would cost too much."""
         del queries
+        return None
+
+    def refuses_probabilities(self) -> str | None:
+        """Why a model whose capabilities promise probabilities cannot give them after all (its
+        server refused logprobs), once it is known; None while it gives them or was never asked."""
         return None
 
     def notices(self) -> list[str]:

@@ -21,6 +21,13 @@ serves: its ``/v1/models`` entry and one tiny chat request, whose ``model`` and
 has answered nothing for a while is taken out of the rotation, and when none is left every
 further query fails at once as ``unreachable`` instead of waiting out its retries.
 
+A query with options (the ``levels`` strategy) asks for ``logprobs`` with the ``top_logprobs``
+of each answer token, as OpenAI and the OpenAI-compatible servers of vLLM and SGLang return
+them, and is answered with the probability of each option read from the alternatives of the
+first answer token that is not blank, every spelling of a word merged. The first such query
+goes alone: a server that refuses logprobs (HTTP 400 naming them) or ignores them is then known
+from one request, said once, and sent no other options query.
+
 Nothing the key could leak through is trusted: server messages are scrubbed of the key, of
 ``Bearer`` tokens and of ``sk-`` style secrets before they reach an exception, an answer or a log.
 """
@@ -40,7 +47,7 @@ import time
 import urllib.request
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -57,6 +64,7 @@ from iqa_eval.models.base import (
     UnreachableError,
 )
 from iqa_eval.models.pricing import PriceTable
+from iqa_eval.protocols.levels import merge
 from iqa_eval.types import Answer, Query, Usage
 from iqa_eval.version import __version__
 
@@ -84,6 +92,9 @@ VOLATILE_CREATED_S = 600.0
 """vLLM and SGLang fill a listing's ``created`` with the time of the listing request itself; a
 value this close to now identifies nothing and would make every run a new identity."""
 PROBE_TEXT = "Reply with the word OK."
+TOP_LOGPROBS = 20
+"""The most alternatives OpenAI returns per token (vLLM and SGLang allow as many or more)."""
+NO_LOGPROBS = "no_logprobs"
 LISTED_FIELDS = ("id", "root", "parent", "owned_by", "created")
 
 
@@ -194,7 +205,7 @@ class OpenAIModel(ModelClient):
         self.revision = revision or None
         # The same for every replica of the deployment; the served identity refines it.
         self.fingerprint = f"openai:{model}" + (f"@{revision}" if revision else "")
-        self.capabilities = Capabilities(max_images=None)
+        self.capabilities = Capabilities(max_images=None, probabilities=True)
         self.cacheable = True
         self.urls = tuple(urls)
         self.detail = options.image_detail
@@ -208,6 +219,11 @@ class OpenAIModel(ModelClient):
         self._keeper: asyncio.Task[None] | None = None
         self._turn = itertools.count()
         self._notices: list[str] = []
+        self._logprobs_known = False
+        self._logprobs_refused: str | None = None
+        self._first_options: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def price_unknown(self) -> str | None:
@@ -215,6 +231,9 @@ class OpenAIModel(ModelClient):
 
     def notices(self) -> list[str]:
         return list(self._notices)
+
+    def refuses_probabilities(self) -> str | None:
+        return self._logprobs_refused
 
     def estimate_cost(self, queries: Sequence[Query]) -> float | None:
         """An upper estimate: prompt tokens from the text (about 4 characters a token) and the
@@ -320,12 +339,30 @@ class OpenAIModel(ModelClient):
         }
         if query.decoding.seed is not None:
             args["seed"] = query.decoding.seed
+        if query.options:
+            args["logprobs"] = True
+            args["top_logprobs"] = TOP_LOGPROBS
         return args
 
     def body(self, query: Query) -> bytes:
         return json.dumps(self.request(query)).encode("ascii")
 
     async def answer(self, query: Query) -> Answer:
+        if not query.options:
+            return await self._send(query)
+        if not self._logprobs_known:
+            loop = asyncio.get_running_loop()
+            first = self._first_options.setdefault(loop, asyncio.Lock())
+            async with first:
+                if not self._logprobs_known:
+                    answer = await self._send(query)
+                    self._logprobs_known = True
+                    return answer
+        if self._logprobs_refused is not None:
+            return Answer(None, error=NO_LOGPROBS, detail=self._logprobs_refused)
+        return await self._send(query)
+
+    async def _send(self, query: Query) -> Answer:
         # Encoding (the first time an image is used), base64 and JSON are CPU work: off the event
         # loop, so hundreds of requests in flight keep moving meanwhile.
         body = await asyncio.to_thread(self.body, query)
@@ -334,8 +371,26 @@ class OpenAIModel(ModelClient):
         status, headers, raw = await self._exchange(replica, "POST", replica.endpoint, body)
         latency = time.perf_counter() - start
         if not 200 <= status < 300:
+            said = _server_message(raw)
+            if query.options and status == 400 and "logprob" in said.lower():
+                return self._refuse_logprobs(self._scrub(f"HTTP 400 from {replica.where}: {said}"))
             raise self._status_error(status, headers, raw, replica.where)
-        return self._read(raw, replica.where, latency)
+        answer = self._read(raw, replica.where, latency)
+        if not query.options or not answer.ok:
+            return answer
+        alternatives = _first_token_alternatives(raw)
+        if alternatives is None:
+            return self._refuse_logprobs(f"{replica.where} answered without logprobs")
+        return replace(answer, probabilities=merge(alternatives, query.options))
+
+    def _refuse_logprobs(self, detail: str) -> Answer:
+        """Remember that the server gives no logprobs, saying so once; the query fails with it."""
+        if self._logprobs_refused is None:
+            self._logprobs_refused = (
+                f"the server gives no logprobs ({detail}), so {self.spec} has no levels system"
+            )
+            self._notices.append(f"{self.spec}: {self._logprobs_refused}; its levels cells are skipped")
+        return Answer(None, error=NO_LOGPROBS, detail=self._logprobs_refused)
 
     async def _exchange(
         self, replica: _Replica, method: str, url: str, body: bytes | None
@@ -584,6 +639,38 @@ def _text(content: object) -> str | None:
         parts = [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
         return "".join(parts) if parts else None
     return None
+
+
+def _first_token_alternatives(raw: bytes) -> list[tuple[str, float]] | None:
+    """The first non-blank answer token's alternatives as (token, probability), from
+    ``choices[0].logprobs.content`` (OpenAI, vLLM, SGLang); None when the answer has none."""
+    data = json.loads(raw)
+    choice = data["choices"][0] if isinstance(data["choices"][0], dict) else {}
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(content, list):
+        return None
+    for entry in content:
+        if not isinstance(entry, dict) or not isinstance(entry.get("token"), str):
+            continue
+        if not entry["token"].strip():
+            continue  # a leading space or line break: the answer word is the next token
+        listed = entry.get("top_logprobs")
+        pairs = [
+            (str(alt["token"]), math.exp(float(alt["logprob"])))
+            for alt in (listed if isinstance(listed, list) else [])
+            if isinstance(alt, dict) and isinstance(alt.get("token"), str) and _finite(alt.get("logprob"))
+        ]
+        if entry["token"] not in {t for t, _ in pairs} and _finite(entry.get("logprob")):
+            pairs.append((entry["token"], math.exp(float(entry["logprob"]))))
+        return pairs
+    return []  # logprobs, but no answer word at all: a failure of this answer, not of the server
+
+
+def _finite(value: object) -> bool:
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value <= 0
+    )
 
 
 def _server_message(raw: bytes) -> str:

@@ -135,6 +135,8 @@ class RunPlugin:
             # Read now, not when the first cell is gated: a broken profile is a usage error, not a
             # traceback inside every test.
             _ = suite.gates
+            # Built now too: collection asks each client whether it gives probabilities.
+            _ = suite.clients
             if suite.config.budget_usd is not None and not is_worker(config):
                 self._check_prices()
         except (BaselineError, GateError, *USER_ERRORS) as err:

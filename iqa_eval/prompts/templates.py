@@ -4,7 +4,8 @@ Each prompt names the quality aspects to judge, fixes an answer format that star
 ``Score:``, and ends by asking the model not to refuse. The wording is our own. A template is
 assembled from one task sentence per (setting, protocol), one answer format per protocol and one
 wrapper per strategy, so the eighteen texts stay consistent with each other; the snapshots in
-``fixtures/prompts/`` pin every rendered result, so any edit shows up as a diff.
+``fixtures/prompts/`` pin every rendered result, so any edit shows up as a diff. The ``levels``
+strategy (SS and DS only) asks for a one-token answer instead, whose probabilities are read.
 
 Bump ``TEMPLATE_VERSION`` whenever a text changes: the version and the text both enter the
 template hash, which is part of every cache key, so old answers are never reused for new words.
@@ -118,6 +119,31 @@ DEMO_HANDOVER = (
     "'the first image' means the first image after the example, and so on."
 )
 
+# The ``levels`` strategy reads the probabilities of the first answer token, so the answer must
+# be one word (SS: a level) or one digit (DS, without the "same" code a probability cannot give).
+# SS needs its own task sentence: the standard one asks for a number from 0 to 100.
+LEVEL_TASKS: dict[Setting, str] = {
+    "nr": (
+        "Judge the perceptual quality of the image, considering {aspects}. Rate it with one of "
+        "five levels: excellent, good, fair, poor or bad."
+    ),
+    "fr": (
+        "The first image is a pristine reference and the second image is a possibly distorted "
+        "version of it. Judge how well the second image keeps the quality of the reference, "
+        "considering {aspects}. Rate it with one of five levels: excellent (indistinguishable "
+        "from the reference), good, fair, poor or bad (completely degraded)."
+    ),
+}
+
+ONE_TOKEN_FORMATS: dict[tuple[Setting, Protocol], str] = {
+    ("nr", "ss"): "one word, the level: excellent, good, fair, poor or bad",
+    ("fr", "ss"): "one word, the level: excellent, good, fair, poor or bad",
+    ("nr", "ds"): "one digit: 1 if the first image is better, 0 if the second image is better",
+    ("fr", "ds"): (
+        "one digit: 1 if the second image is closer to the reference, 0 if the third image is closer"
+    ),
+}
+
 COT_INSTRUCTION = (
     "First describe, in a few sentences, the quality of what you are judging along the aspects "
     "above (for several images, describe how they differ). Then give the answer that follows "
@@ -143,8 +169,17 @@ class Template:
         return hashlib.sha256(f"{self.id}\n{self.text}".encode()).hexdigest()[:16]
 
 
+def supports(protocol: Protocol, strategy: Strategy) -> bool:
+    """Whether the prompting system exists: ``levels`` needs a one-token answer (not MS)."""
+    return strategy != "levels" or (SETTINGS[0], protocol) in ONE_TOKEN_FORMATS
+
+
 def _compose(setting: Setting, protocol: Protocol, strategy: Strategy) -> str:
     key = (setting, protocol)
+    if strategy == "levels":
+        task = LEVEL_TASKS[setting] if protocol == "ss" else TASKS[key]
+        answer = f"Answer with exactly {ONE_TOKEN_FORMATS[key]}. Write nothing else."
+        return "\n\n".join([ROLE, task.format(aspects=ASPECTS), answer, NO_REFUSAL])
     parts = [ROLE]
     if strategy == "icl":
         parts.append(f"{DEMOS[key]} {DEMO_HANDOVER}")
@@ -160,7 +195,8 @@ def _compose(setting: Setting, protocol: Protocol, strategy: Strategy) -> str:
 
 @cache
 def get_template(setting: Setting, protocol: Protocol, strategy: Strategy) -> Template:
-    if setting not in SETTINGS or protocol not in PROTOCOLS or strategy not in STRATEGIES:
+    known = setting in SETTINGS and protocol in PROTOCOLS and strategy in STRATEGIES
+    if not known or not supports(protocol, strategy):
         raise ValueError(f"no prompting system {setting}/{protocol}/{strategy}")
     return Template(setting, protocol, strategy, _compose(setting, protocol, strategy))
 

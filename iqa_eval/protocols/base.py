@@ -8,11 +8,12 @@ aggregation never have to guess which answer belongs to which stimulus.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol as TypingProtocol
 
 from iqa_eval.metrics import Estimate
 from iqa_eval.prompts import get_template, render
+from iqa_eval.protocols.levels import ANSWER_TOKENS, options_for
 from iqa_eval.types import (
     Decoding,
     Item,
@@ -132,6 +133,11 @@ def build_query(
         images.extend(_stimuli(setting, demo.items, "demo_reference", "demo"))
     images.extend(_stimuli(setting, judged, "reference", "image"))
     label = demo.label if strategy == "icl" and demo is not None else None
+    options: tuple[str, ...] = ()
+    if strategy == "levels":
+        # Only the first answer token is read; a longer answer would be paid for and ignored.
+        options = options_for(protocol)
+        decoding = replace(decoding, max_tokens=min(decoding.max_tokens, ANSWER_TOKENS))
     return Query(
         setting=setting,
         protocol=protocol,
@@ -141,6 +147,7 @@ def build_query(
         text=render(template, label),
         images=tuple(images),
         decoding=decoding,
+        options=options,
     )
 
 

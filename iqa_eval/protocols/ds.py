@@ -23,7 +23,14 @@ from iqa_eval.protocols.base import (
     build_query,
     metric_value,
 )
-from iqa_eval.protocols.pairwise import Outcome, partners, position_balance, scale, scale_metrics
+from iqa_eval.protocols.pairwise import (
+    Outcome,
+    Preference,
+    partners,
+    position_balance,
+    scale,
+    scale_metrics,
+)
 from iqa_eval.protocols.parsing import parse_fixed
 from iqa_eval.protocols.verbal import read_verdict
 from iqa_eval.types import STRATEGIES, Item, Judgement, Protocol, Setting, Strategy
@@ -59,6 +66,11 @@ def schedule(
     return pairs, lonely
 
 
+def soft_code(preference: float) -> int:
+    """The code of the more probable answer to a soft preference (even odds: the same)."""
+    return FIRST if preference > 0.5 else SECOND if preference < 0.5 else SAME
+
+
 def _winner(first: str, second: str, code: int) -> str | None:
     return first if code == FIRST else second if code == SECOND else None
 
@@ -88,14 +100,18 @@ class DoubleStimulus:
 
     def aggregate(self, plan: Plan, judged: Judged, *, seed: int, n_resamples: int = 1000) -> Aggregate:
         quality = {item.id: item.quality for item in plan.items}
+        soft = plan.strategy == "levels"
         outcomes: list[Outcome] = []
+        preferences: list[Preference] = []
         credit: list[float] = []
         by_order: dict[tuple[str, str], int] = {}
         for pq, judgement in judged:
             if not judgement.ok or judgement.values is None:
                 continue
             a, b = pq.item_ids
-            code = int(judgement.values[0])
+            code = soft_code(judgement.values[0]) if soft else int(judgement.values[0])
+            if soft:
+                preferences.append((a, b, judgement.values[0]))
             outcomes.append((a, b, code))
             by_order[(a, b)] = code
             if quality[a] != quality[b]:
@@ -106,12 +122,18 @@ class DoubleStimulus:
             for (a, b), code in by_order.items()
             if (b, a) in by_order and a < b
         ]
-        scores, notes = scale(plan.items, outcomes, plan.local)
+        scores, notes = scale(plan.items, preferences if soft else outcomes, plan.local, soft=soft)
         metrics, predictions = scale_metrics(plan.items, scores, plan.local, seed, n_resamples)
         metrics["accuracy"] = metric_value(estimate_rate(credit, seed=seed, n_resamples=n_resamples))
         metrics["consistency"] = metric_value(estimate_rate(consistent, seed=seed, n_resamples=n_resamples))
         metrics["position_balance"] = position_balance([code for _, _, code in outcomes], seed, n_resamples)
         notes.append("accuracy: pairs with equal truth are left out; an answer of 'same' earns half credit")
+        if soft:
+            notes.append(
+                "probability-based: each answer is P('1') against P('0'); accuracy, consistency and "
+                "position balance read the more probable digit (an even split counts as 'same'), the "
+                "scale weighs each comparison by its probability"
+            )
         return Aggregate(metrics, "srcc", predictions, tuple(notes))
 
 

@@ -25,7 +25,7 @@ GROUP_SIZE = 4
 
 class MultipleStimulus:
     name: Protocol = "ms"
-    strategies: tuple[Strategy, ...] = STRATEGIES
+    strategies: tuple[Strategy, ...] = tuple(s for s in STRATEGIES if s != "levels")
 
     def plan(self, request: PlanRequest) -> Plan:
         """The study's MS schedule is the default, so ``paper`` changes nothing here."""

@@ -14,22 +14,31 @@ import numpy as np
 
 from iqa_eval.metrics import estimate_correlation
 from iqa_eval.protocols.base import metric_value
-from iqa_eval.protocols.scaling import count_matrix, thurstone_map
+from iqa_eval.protocols.scaling import count_matrix, soft_count_matrix, thurstone_map
 from iqa_eval.types import Item, MetricValue, Prediction
 
 # (winner-or-first item id, other item id, code): 1 first better, 0 second better, 2 tie.
 Outcome = tuple[str, str, int]
+# (first item id, second item id, p): the probability that the first is the better one.
+Preference = tuple[str, str, float]
 
 
 def scale(
-    items: Sequence[Item], outcomes: Sequence[Outcome], local: bool
+    items: Sequence[Item],
+    outcomes: Sequence[Outcome] | Sequence[Preference],
+    local: bool,
+    *,
+    soft: bool = False,
 ) -> tuple[dict[str, float], list[str]]:
-    """Thurstone MAP scores (0–100) per compared item, and notes on what was left out."""
+    """Thurstone MAP scores (0–100) per compared item, and notes on what was left out.
+
+    ``soft`` outcomes are preferences (a weighted comparison each, see ``soft_count_matrix``);
+    otherwise they are codes."""
     groups: dict[str, list[Item]] = {}
     for item in items:
         groups.setdefault(item.group if local else "", []).append(item)
     group_of = {item.id: (item.group if local else "") for item in items}
-    by_group: dict[str, list[Outcome]] = {}
+    by_group: dict[str, list[tuple[str, str, float]]] = {}
     for a, b, code in outcomes:
         by_group.setdefault(group_of[a], []).append((a, b, code))
     scores: dict[str, float] = {}
@@ -38,7 +47,10 @@ def scale(
     for name, members in groups.items():
         index = {item.id: k for k, item in enumerate(members)}
         triples = [(index[a], index[b], code) for a, b, code in by_group.get(name, [])]
-        solved = thurstone_map(count_matrix(len(members), triples))
+        if soft:
+            solved = thurstone_map(soft_count_matrix(len(members), triples))
+        else:
+            solved = thurstone_map(count_matrix(len(members), [(a, b, int(c)) for a, b, c in triples]))
         uncompared += len(solved.uncompared)
         split += solved.components > 1
         unconverged += not solved.converged

@@ -55,6 +55,25 @@ def count_matrix(n_items: int, outcomes: Iterable[tuple[int, int, int]]) -> IntA
     return counts
 
 
+def soft_count_matrix(n_items: int, preferences: Iterable[tuple[int, int, float]]) -> FloatArray:
+    """C[i, j] from soft preferences (a, b, p): p = P(a better than b) adds a comparison of
+    weight p won by a and one of weight 1 - p won by b, so a judgement is one comparison however
+    sure the model was, and a hesitant one pulls the two items together."""
+    if n_items < 0:
+        raise ValueError("n_items must be non-negative")
+    counts = np.zeros((n_items, n_items), dtype=np.float64)
+    for row, (a, b, p) in enumerate(preferences):
+        if not (0 <= a < n_items and 0 <= b < n_items) or a == b:
+            raise ValueError(
+                f"preference {row} {(a, b, p)}: items must be two distinct indices in 0..{n_items - 1}"
+            )
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"preference {row} {(a, b, p)}: the probability must lie in [0, 1]")
+        counts[a, b] += p
+        counts[b, a] += 1.0 - p
+    return counts
+
+
 def _check_outcomes(n_items: int, table: npt.NDArray[np.generic]) -> None:
     """Fail on the first bad outcome, naming it: a silent skip would bias the scale."""
     if table.size and table.dtype.kind not in "iu":

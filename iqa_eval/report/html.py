@@ -173,7 +173,19 @@ def _cell_view(
         "scatter": plotter.render(cell.get("predictions", []), f"{cell['setting']}_{cell['attribute']}"),
         "ledger": _failure_ledger(cell),
         "worst": worst,
+        "examples": [_example_view(e) for e in cell.get("examples", [])],
+        "probability_based": cell.get("probability_based", False),
     }
+
+
+def _example_view(example: Mapping[str, Any]) -> dict[str, Any]:
+    """An example as shown: a levels answer's probabilities in their order, and what fell on no
+    answer word (from which the reader sees whether the model meant to answer in a level)."""
+    probabilities = example.get("probabilities")
+    if not probabilities:
+        return {**example, "probabilities": None}
+    pairs = [(str(word), float(p)) for word, p in probabilities.items()]
+    return {**example, "probabilities": pairs, "no_level_mass": max(0.0, 1.0 - sum(p for _, p in pairs))}
 
 
 def _baseline_text(b: Mapping[str, Any]) -> str:

@@ -16,13 +16,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypedDict
 
-from iqa_eval.types import CellResult, CellSpec, Item, MetricValue, Stage2Cell
+from iqa_eval.types import CellResult, CellSpec, Example, Item, MetricValue, Stage2Cell
 
 SCHEMA_VERSION = "1.3"
 """The minor number grows with every field added (1.1: a cell's ``noise_ceiling``; 1.2: model
 identities, a baseline comparison's ``status``, the run's notices and exit status, a cell's
 ``format_compliance``, DS ``position_balance`` for ``bias``; 1.3: the run's ``study``, the
-user's own ``tests`` with their judgements, and a cell's ``test``); readers of 1.x
+user's own ``tests`` with their judgements, a cell's ``test``, a cell's ``probability_based``
+and the ``probabilities`` of its examples, the ``levels`` strategy); readers of 1.x
 keep working, so only a change they could misread raises the major number."""
 
 
@@ -65,6 +66,8 @@ class _CellFields(TypedDict):
 class CellRecord(_CellFields, total=False):
     """A cell's record; the fields below are there only once the cell was evaluated."""
 
+    probability_based: bool
+    """Whether its judgements come from answer-word probabilities (``levels``), not text."""
     selected_by: dict[str, Any]
     """Stage 2: how the run chose the cell's prompting system."""
     fingerprint: str
@@ -104,7 +107,7 @@ def cell_record(
     unknown)."""
     r = result
     paths = {item.id: item.image.path for item in items}
-    return CellRecord(
+    record = CellRecord(
         id=cell.id,
         stage=stage,
         model=cell.model,
@@ -135,8 +138,21 @@ def cell_record(
             }
             for p in (r.predictions if r else ())
         ],
-        examples=[
-            {"query": e.query_key, "items": list(e.item_ids), "text": e.text, "failure": e.failure}
-            for e in (r.examples if r else ())
-        ],
+        examples=[_example(e) for e in (r.examples if r else ())],
     )
+    # A stage-2 cell's system is known only once chosen: it says so when its record is resolved.
+    if cell.strategy != "best":
+        record["probability_based"] = cell.strategy == "levels"
+    return record
+
+
+def _example(example: Example) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "query": example.query_key,
+        "items": list(example.item_ids),
+        "text": example.text,
+        "failure": example.failure,
+    }
+    if example.probabilities is not None:
+        out["probabilities"] = dict(example.probabilities)
+    return out

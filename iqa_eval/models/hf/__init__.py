@@ -1,10 +1,10 @@
 """Local vision-language models from Hugging Face checkpoints (spec ``hf:<directory or hub id>``).
 
-``client`` answers queries through ``generate`` (and level probabilities), ``levels`` turns the
-probabilities of five rating levels into a score, ``identity`` fingerprints a checkpoint, and
-``batching`` lets queries that arrive together share one forward pass. torch and transformers are
-imported when a client is built, not when this package is imported: the rest of the suite runs
-without the ``hf`` extra.
+``client`` answers queries through ``generate``, or with the probabilities of answer words
+read from the logits (the ``levels`` strategy); ``levels`` finds the tokens that spell those
+words, ``identity`` fingerprints a checkpoint, and ``batching`` lets queries that arrive
+together share one forward pass. torch and transformers are imported when a client is built,
+not when this package is imported: the rest of the suite runs without the ``hf`` extra.
 """
 
 from iqa_eval.models.hf.client import FAMILY_MAX_IMAGES, HFModel
@@ -14,7 +14,7 @@ from iqa_eval.models.hf.levels import (
     LEVEL_WEIGHTS,
     LEVELS,
     LevelTokenError,
-    level_token_ids,
+    option_token_ids,
     score_from_levels,
 )
 
@@ -26,6 +26,6 @@ __all__ = [
     "HFModel",
     "LevelTokenError",
     "directory_identity",
-    "level_token_ids",
+    "option_token_ids",
     "score_from_levels",
 ]

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from iqa_eval.types import Query
 
-Kind = Literal["generate", "levels"]
+Kind = Literal["generate", "levels", "options"]
 
 
 def generate_group(query: Query) -> Hashable:

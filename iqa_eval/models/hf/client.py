@@ -9,8 +9,11 @@ generation defaults, which would quietly add repetition penalties or top-p to "g
 torch and transformers are imported when a client is built, not when this module is imported:
 the rest of the suite runs without the ``hf`` extra.
 
-Besides answering in text, a client exposes the next-token probabilities of the five quality
-levels after "The quality of the image is" (Q-Align style), a score only local models can give.
+A query with options (the ``levels`` strategy) is answered not in text but with the probability
+of each answer word at the answer position, every spelling of a word merged, out of the whole
+next-token distribution: what the API client reads from ``top_logprobs``, here exact.
+``level_probabilities`` reads the five levels after "The quality of the image is" (Q-Align) for a
+query of any strategy.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import secrets
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from iqa_eval.images import ImageStore
@@ -37,7 +40,7 @@ from iqa_eval.models.base import (
 )
 from iqa_eval.models.hf.batching import Kind, MicroBatcher, generate_group
 from iqa_eval.models.hf.identity import resolve
-from iqa_eval.models.hf.levels import LEVEL_PREFIX, LevelTokenError, level_token_ids
+from iqa_eval.models.hf.levels import LEVEL_PREFIX, LEVELS, LevelTokenError, option_token_ids
 from iqa_eval.types import Answer, Query, Usage
 
 VERSION = "1"
@@ -95,7 +98,7 @@ class HFModel(ModelClient):
         self._source, self._revision, identity, label = resolve(name)
         config = self._load_config()
         limit = max_images if max_images is not None else FAMILY_MAX_IMAGES.get(config.model_type)
-        self.capabilities = Capabilities(max_images=limit)
+        self.capabilities = Capabilities(max_images=limit, probabilities=True)
         digest = hashlib.sha256(
             json.dumps([VERSION, identity, options.dtype, self._device.type]).encode()
         ).hexdigest()
@@ -107,6 +110,12 @@ class HFModel(ModelClient):
     # -- public ---------------------------------------------------------------------------------
 
     async def answer(self, query: Query) -> Answer:
+        if query.options:
+            start = time.perf_counter()
+            group = ("options", query.options, len(query.images))
+            probabilities: tuple[tuple[str, float], ...] = await self._batcher.submit("options", query, group)
+            # Nothing is generated: the answer is the distribution itself, and its text empty.
+            return Answer("", latency_s=time.perf_counter() - start, probabilities=probabilities)
         result: _Generated = await self._batcher.submit("generate", query, generate_group(query))
         return Answer(
             result.text,
@@ -119,8 +128,11 @@ class HFModel(ModelClient):
 
         The order is LEVELS (excellent … bad); feed it to score_from_levels for a 0–100 score.
         """
-        probs: tuple[float, ...] = await self._batcher.submit("levels", query, ("levels", len(query.images)))
-        return probs
+        found: tuple[tuple[str, float], ...] = await self._batcher.submit(
+            "levels", query, ("levels", len(query.images))
+        )
+        mass = math.fsum(p for _, p in found)
+        return tuple(p / mass for _, p in found)
 
     def prompt(self, query: Query, assistant_prefix: str = "") -> str:
         """The prompt text the model receives for ``query``, before image placeholders expand.
@@ -203,7 +215,9 @@ class HFModel(ModelClient):
             try:
                 if kind == "generate":
                     return self._generate(loaded, queries)
-                return self._levels(loaded, queries)
+                if kind == "levels":
+                    return self._probabilities(loaded, queries, LEVELS, LEVEL_PREFIX)
+                return self._probabilities(loaded, queries, queries[0].options, "")
             except LevelTokenError as err:
                 raise PermanentModelError("logit_scoring", str(err)) from err
             except Exception as err:
@@ -255,16 +269,22 @@ class HFModel(ModelClient):
             results.append(_Generated(text, int(prompt_tokens), end, latency))
         return results
 
-    def _levels(self, loaded: _Loaded, queries: Sequence[Query]) -> list[tuple[float, ...]]:
+    def _probabilities(
+        self, loaded: _Loaded, queries: Sequence[Query], words: tuple[str, ...], prefix: str
+    ) -> list[tuple[tuple[str, float], ...]]:
+        """Each word's probability as the next token, every spelling summed, out of the whole
+        vocabulary (so what falls on no word stays visible)."""
         torch = self._torch
-        if loaded.level_ids is None:
-            loaded.level_ids = level_token_ids(loaded.processor.tokenizer)
-        inputs = self._inputs(loaded, queries, assistant_prefix=LEVEL_PREFIX)
+        ids = loaded.option_ids.get(words)
+        if ids is None:
+            ids = loaded.option_ids[words] = option_token_ids(loaded.processor.tokenizer, words)
+        inputs = self._inputs(loaded, queries, assistant_prefix=prefix)
         extra = {"logits_to_keep": 1} if loaded.keeps_last_logits else {}
         with torch.inference_mode():
             logits = loaded.model(**inputs, **extra).logits[:, -1, :]
-        chosen = logits[:, list(loaded.level_ids)].float()
-        return [tuple(float(p) for p in row) for row in torch.softmax(chosen, dim=-1).tolist()]
+        probs = torch.softmax(logits.float(), dim=-1)
+        sums = torch.stack([probs[:, list(group)].sum(dim=-1) for group in ids], dim=-1).tolist()
+        return [tuple(zip(words, (float(p) for p in row), strict=True)) for row in sums]
 
 
 def _import_hf() -> tuple[Any, Any]:
@@ -310,7 +330,7 @@ class _Loaded:
     processor: Any
     eos_ids: frozenset[int]
     keeps_last_logits: bool
-    level_ids: tuple[int, ...] | None = None
+    option_ids: dict[tuple[str, ...], tuple[tuple[int, ...], ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

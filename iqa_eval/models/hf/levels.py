@@ -1,56 +1,63 @@
-"""Scoring from the probabilities of five rating levels (Q-Align style): the next-token
-probabilities of the level words after "The quality of the image is", a score only local models
-can give."""
+"""Which tokens of a local model's vocabulary spell each answer word, so that the probability of
+the word can be read from the logits at the answer position.
+
+A tokenizer spells one word in several ways (" good", "good", "Good", "GOOD", and after a line
+break or a role marker yet another), and the model's belief in the word is spread over all of
+them: every spelling's first token counts for the word, by the same rule that merges an API's
+``top_logprobs`` (:func:`iqa_eval.protocols.levels.option_of`).
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
-LEVELS: tuple[str, ...] = ("excellent", "good", "fair", "poor", "bad")
-
-
-LEVEL_WEIGHTS: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.0)
-
+from iqa_eval.protocols.levels import LEVEL_WEIGHTS, LEVELS, option_of, score_from_levels
 
 LEVEL_PREFIX = "The quality of the image is"
+"""Q-Align's answer start, for reading the levels after a query of any strategy
+(``HFModel.level_probabilities``)."""
+
+LEADS = ("", " ", "\n")
+"""What may come between the end of the prompt and the word (chat templates end in a space, a
+line break or neither)."""
+
+__all__ = [
+    "LEVELS",
+    "LEVEL_PREFIX",
+    "LEVEL_WEIGHTS",
+    "LevelTokenError",
+    "option_token_ids",
+    "score_from_levels",
+]
 
 
 class LevelTokenError(ValueError):
-    """A tokenizer whose level words cannot be told apart by their first token."""
+    """A tokenizer with no token that spells the start of an answer word."""
 
 
-def level_token_ids(
-    tokenizer: Any, prefix: str = LEVEL_PREFIX, words: Sequence[str] = LEVELS
-) -> tuple[int, ...]:
-    """The first token of each level word as the tokenizer encodes it right after ``prefix``.
+def option_token_ids(tokenizer: Any, words: Sequence[str] = LEVELS) -> tuple[tuple[int, ...], ...]:
+    """For each word, the first tokens of its spellings: lower, capitalised and upper case,
+    after nothing, a space or a line break.
 
-    Encoding in context rather than the bare word matters: SentencePiece tokenizers encode a
-    lone " good" as a space token followed by "good", which would make every level look alike.
+    Leading tokens that are only whitespace are passed over (SentencePiece may spell " good" as
+    a space, then "good"); a first token that spells too little of the word ("g") gives no
+    variant, since it starts too many other answers.
     """
-    base = tokenizer.encode(prefix, add_special_tokens=False)
-    ids: list[int] = []
+    groups: list[tuple[int, ...]] = []
     for word in words:
-        full = tokenizer.encode(f"{prefix} {word}", add_special_tokens=False)
-        if len(full) <= len(base) or full[: len(base)] != base:
+        found: set[int] = set()
+        for lead in LEADS:
+            for form in dict.fromkeys((word, word.capitalize(), word.upper())):
+                ids = tokenizer.encode(lead + form, add_special_tokens=False)
+                token = next((int(t) for t in ids if tokenizer.decode([t]).strip()), None)
+                if token is not None and option_of(tokenizer.decode([token]), words) == word:
+                    found.add(token)
+        if not found:
             raise LevelTokenError(
-                f"the tokenizer merges {word!r} into the end of {prefix!r}, so no next token names it"
+                f"no token of this tokenizer spells the start of {word!r}, so its probability "
+                "cannot be read from the logits"
             )
-        ids.append(int(full[len(base)]))
-    for i, token in enumerate(ids):
-        if token in ids[:i]:
-            other = words[ids.index(token)]
-            raise LevelTokenError(
-                f"level words {other!r} and {words[i]!r} share their first token "
-                f"{tokenizer.convert_ids_to_tokens(token)!r} (id {token}); their probabilities "
-                f"cannot be told apart, so this model cannot be scored from logits"
-            )
-    return tuple(ids)
-
-
-def score_from_levels(probs: Sequence[float]) -> float:
-    """Q-Align's score: 100 × Σ p_i w_i with weights 1, .75, .5, .25, 0 for excellent … bad."""
-    if len(probs) != len(LEVEL_WEIGHTS):
-        raise ValueError(f"need {len(LEVEL_WEIGHTS)} level probabilities (excellent … bad), got {len(probs)}")
-    return 100.0 * math.fsum(p * w for p, w in zip(probs, LEVEL_WEIGHTS, strict=True))
+        groups.append(tuple(sorted(found)))
+    # No token is counted twice: one text spells at most one word (``option_of``).
+    return tuple(groups)
