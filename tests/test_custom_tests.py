@@ -264,7 +264,7 @@ def test_bad_questions_are_clear_errors(asker, tmp_path):
         asker.ranking(tmp_path / "one.png")  # type: ignore[arg-type]
 
 
-@settings(max_examples=15)
+@settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 2**16), sigma=st.floats(0.5, 4.0))
 def test_a_preference_names_the_image_and_mirrors_when_the_order_swaps(suite, seed, sigma):
     asker = Asker(suite, "expert", Path(suite.config.root) / "adhoc")
