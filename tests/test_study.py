@@ -22,6 +22,9 @@ from iqa_eval.experts.panel import PANELS
 from iqa_eval.report.tables import tables
 from iqa_eval.sampling.make_aug_kadid import generate_aug_kadid
 
+STUDY_SYSTEMS = [(p, s) for p, s in systems() if s != "levels"]
+"""The study's nine prompting systems: the suite's ``levels`` strategy is not one of them."""
+
 
 @pytest.fixture(scope="module")
 def study_data(tmp_path_factory) -> dict[str, Path]:
@@ -53,7 +56,7 @@ def test_the_study_selects_exactly_its_cells_and_the_builtin_set_stays_out(tmp_p
     stage1 = run.stage1_specs()
     cells = Counter((s.dataset, s.setting, s.attribute) for s in stage1)
     expected = {(c.dataset, c.setting, c.attribute) for c in study.CELLS}
-    assert set(cells) == expected and set(cells.values()) == {len(systems())}
+    assert set(cells) == expected and set(cells.values()) == {len(STUDY_SYSTEMS)}
     # SPAQ's colourfulness and sharpness cells are the suite's extension, not the study's.
     assert {"nr_color", "nr_texture"} <= {f"{s}_{a}" for s, a in run.datasets["spaq"].cells()}
     assert "builtin" not in run.datasets and run.metamorphic_specs("ds") == []
@@ -101,7 +104,7 @@ def test_paper_mode_asks_the_study_s_750_ds_and_300_ms_queries_per_cell(
         if (s.dataset, s.setting, s.attribute) == ("kadid10k", setting, "structure")
     ]
     counts = {(s.protocol, s.strategy): len(paper.plan(s).queries) for s in specs}
-    assert counts == {system: {"ss": 150, "ds": 750, "ms": 300}[system[0]] for system in systems()}
+    assert counts == {system: {"ss": 150, "ds": 750, "ms": 300}[system[0]] for system in STUDY_SYSTEMS}
     for spec in specs:
         items = paper.plan(spec).items
         assert len(items) == 150 and len({i.group for i in items}) == groups
@@ -165,7 +168,7 @@ def test_a_study_run_reports_missing_datasets_in_terminal_report_and_tables(
         "-m",
         "texture or geometry",
     )
-    result.assert_outcomes(skipped=2 * (len(systems()) + 1))
+    result.assert_outcomes(skipped=2 * (len(STUDY_SYSTEMS) + 1))
     result.stdout.fnmatch_lines(
         ["*--iqa-study: tqd not given, its cells (fr_texture) are missing: add --iqa-data tqd=PATH*"]
     )
@@ -185,10 +188,10 @@ def test_a_study_run_reports_missing_datasets_in_terminal_report_and_tables(
         assert "- missing: aug_kadid: iqa-eval datasets make-aug-kadid" in table
         # Only the datasets the tables show are listed: the run lacked SPCD too, unselected here.
         assert "spcd" not in table
-    assert stage1.count("| missing | missing |") == len(systems())
+    assert stage1.count("| missing | missing |") == len(STUDY_SYSTEMS)
     assert main(["tables", str(report_path), "--format", "csv"]) == 0
     rows = capsys.readouterr().out.splitlines()[1:]
-    assert len(rows) == 2 * (len(systems()) + 1) and all(r.endswith(",missing") for r in rows)
+    assert len(rows) == 2 * (len(STUDY_SYSTEMS) + 1) and all(r.endswith(",missing") for r in rows)
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +240,7 @@ def test_experts_are_stage_2_rows_and_one_run_tables_as_runs_per_model(suite_dir
 def test_a_study_run_with_no_dataset_given_reports_every_cell_missing(suite_dir, shared_cache):
     result = suite_dir.runpytest(f"--iqa-cache={shared_cache}", "--iqa-study", "-p", "no:randomly", "-rs")
     assert result.ret == pytest.ExitCode.OK
-    cells = len(study.CELLS) * (len(systems()) + 1)
+    cells = len(study.CELLS) * (len(STUDY_SYSTEMS) + 1)
     # The metamorphic checks are the suite's own, none of the study's: they have no cell to run.
     result.assert_outcomes(skipped=cells + 3)
     result.stdout.fnmatch_lines(["*SKIPPED [[]40[]]*kadid10k not given: add --iqa-data kadid10k=PATH*"])
