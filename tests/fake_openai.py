@@ -329,6 +329,9 @@ class FakeOpenAI:
     """Answer every chat request with this HTTP status (e.g. 500), OpenAI's error body included."""
     refuse_logprobs: bool = False
     """Answer every request for logprobs with HTTP 400, as OpenAI does for models without them."""
+    responder_in_thread: bool = True
+    """Run the responder in a thread (an expert measures pixels for milliseconds); a cheap one
+    answers on the server's loop, sparing the benchmarks a thread hop per request."""
 
     requests: int = field(default=0, init=False)
     probes: int = field(default=0, init=False)
@@ -513,7 +516,11 @@ class FakeOpenAI:
             self.fault_counts[fault] += 1
             return await self._fault(fault, request, writer)
         try:
-            text: str | Reply = await asyncio.to_thread(self.responder, request)
+            text: str | Reply = (
+                await asyncio.to_thread(self.responder, request)
+                if self.responder_in_thread
+                else self.responder(request)
+            )
         except Exception as err:  # a broken responder is a test bug: make it visible, not a hang
             self.fault_counts["responder_error"] += 1
             message = f"responder failed: {type(err).__name__}: {err}"
@@ -662,7 +669,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     responder = WellFormed() if args.answers == "well-formed" else constant("Score: 50")
-    server = FakeOpenAI(responder=responder, latency_s=args.latency).start()
+    server = FakeOpenAI(responder=responder, latency_s=args.latency, responder_in_thread=False).start()
     print(server.url, flush=True)
     sys.stdin.read()
     server.stop()
