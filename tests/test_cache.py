@@ -54,6 +54,32 @@ def test_concurrent_processes_lose_nothing(tmp_path):
     assert cache.integrity_ok()
 
 
+def _put_then_end(directory, n, ending):
+    cache = ResponseCache(directory)
+    for i in range(n):
+        cache.put("m", f"k{i}", Answer(f"Score: {i % 100}"))
+    raise ending  # no flush, no close: the writer thread finishes before the interpreter exits
+
+
+@pytest.mark.parametrize("ending", [KeyboardInterrupt(), RuntimeError("crash")], ids=["ctrl-c", "crash"])
+def test_answers_put_before_a_ctrl_c_or_a_crash_are_on_disk_for_the_next_run(tmp_path, ending):
+    proc = multiprocessing.get_context("spawn").Process(target=_put_then_end, args=(tmp_path, 2000, ending))
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 1
+    cache = ResponseCache(tmp_path)
+    assert cache.integrity_ok() and cache.count() == 2000
+    assert cache.get_many("m", ["k1999"])["k1999"].text == "Score: 99"
+
+
+def test_an_answer_is_read_back_at_once_after_a_put(tmp_path):
+    cache = ResponseCache(tmp_path)
+    for i in range(300):
+        cache.put("m", f"k{i}", Answer(f"Score: {i}"))
+        assert cache.get_many("m", [f"k{i}"])[f"k{i}"].text == f"Score: {i}"
+    assert [key for _, key, _ in cache.entries("m")] == sorted(f"k{i}" for i in range(300))
+
+
 def test_a_cache_from_before_identities_is_kept_aside_and_never_replayed(tmp_path):
     import sqlite3
 

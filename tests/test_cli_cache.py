@@ -12,6 +12,7 @@ def test_stats_count_answers_and_measurements_and_clear_removes_both(tmp_path, c
     answers = ResponseCache(tmp_path)
     answers.put("m", "k1", Answer("Score: 1"))
     answers.put("m", "k2", Answer("Score: 2"))
+    answers.flush()  # put() queues for the writer thread; the CLI reads through a connection of its own
     measurements = MeasurementCache(tmp_path)
     measurements.put("niqe@1", "", "sha-a", {"niqe": 4.25})
     assert measurements.get("niqe@1", "", "sha-a") == {"niqe": 4.25}
@@ -34,6 +35,7 @@ def test_stats_list_the_identities_the_cache_holds(tmp_path, capsys):
     identity = ModelIdentity.of("openai:m@r7", "openai:m@r7", {"model": "m-2024"})
     cache.remember(identity)
     cache.put(identity.key, "k", Answer("Score: 1"))
+    cache.flush()
     assert main(["cache", "stats", "--cache", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"1 answers of {identity.key}: openai:m@r7 (model=m-2024)" in out

@@ -23,6 +23,8 @@ import trustme
 from aiohttp import web
 from aiohttp.test_utils import RawTestServer
 from fake_openai import REFUSAL, constant, prompt_text
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion
 from PIL import Image
 from yarl import URL
@@ -210,6 +212,53 @@ def test_the_request_is_the_one_the_openai_sdk_sends(images):
         query = fr_ds_query(store, images, decoding)
         asyncio.run(through_the_sdk(query))
         assert sent[-1] == json.loads(client.body(query))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    text=st.text(),
+    encodings=st.lists(st.sampled_from(["png", "png9"]), min_size=0, max_size=3),
+    temperature=st.floats(0, 2),
+    max_tokens=st.integers(1, 4096),
+    seed=st.none() | st.integers(0, 2**31),
+    detail=st.sampled_from(["auto", "low", "high"]),
+    options=st.sampled_from([(), ("bad", "poor", "fair", "good", "excellent")]),
+)
+def test_the_body_is_json_dumps_of_the_request_whatever_the_prompt(
+    images, text, encodings, temperature, max_tokens, seed, detail, options
+):
+    """The body splices each image's data URL, made once, into the JSON of the rest: it must be
+    the very bytes ``json.dumps`` gives for the request, on first use and on every reuse, even
+    for a prompt that holds the mark an image stands in by."""
+    store = ImageStore()
+    client = OpenAIModel(
+        "openai:gpt-4o", store, ModelOptions(base_urls=("http://127.0.0.1:9/v1",), image_detail=detail)
+    )
+    roles = ("reference", "image", "image")
+    chosen = tuple(
+        QueryImage(roles[i], store.stimulus(images[i]), encoding) for i, encoding in enumerate(encodings)
+    )
+    for prompt in (text, f"{text}{client._mark}{text}"):
+        query = Query(
+            "fr", "ds", "standard", "t@1", "h", prompt, chosen, Decoding(temperature, max_tokens, seed)
+        )
+        first = client.body(query)
+        assert first == json.dumps(client.request(query)).encode("ascii")
+        assert client.body(query) == first
+        assert OpenAIModel("openai:gpt-4o", ImageStore(), ModelOptions(
+            base_urls=("http://127.0.0.1:9/v1",), image_detail=detail)).body(query) == first  # fmt: skip
+
+
+def test_each_image_is_read_and_made_a_data_url_once_however_many_queries_use_it(images, monkeypatch):
+    store = ImageStore()
+    client = OpenAIModel("openai:gpt-4o", store, ModelOptions(base_urls=("http://127.0.0.1:9/v1",)))
+    made = []
+    real = base64.b64encode
+    monkeypatch.setattr(openai_api.base64, "b64encode", lambda data: made.append(data) or real(data))
+    queries = [fr_ds_query(store, images, Decoding(max_tokens=n)) for n in (5, 6, 7)]
+    bodies = [client.body(q) for q in queries]
+    assert len(made) == 3 and made == [store.png(p) for p in images]
+    assert [json.loads(b)["max_tokens"] for b in bodies] == [5, 6, 7]
 
 
 def test_answers_are_read_as_the_openai_sdk_reads_them(images):

@@ -5,7 +5,9 @@ server says of itself, :class:`~iqa_eval.models.base.ModelIdentity`): a model re
 the same name is asked again, its predecessor's answers stay on disk for export and replay.
 Only successful answers to deterministic queries are stored, so an outage or a rate limit can
 never be replayed as if the model had said it. WAL mode lets pytest-xdist workers read while one
-of them writes; each answer is committed as it arrives, so a killed run resumes where it stopped.
+of them writes; answers are committed by a writer thread within milliseconds of their arrival,
+many in one transaction (:class:`~iqa_eval.sqlite.GroupCommit`), so a killed run resumes where
+it stopped.
 
 A ``levels`` answer keeps its option probabilities beside its text (JSON in ``probabilities``,
 null for text answers); a cache from before that column gets it added, empty.
@@ -29,7 +31,7 @@ from typing import Any
 
 from iqa_eval.models.base import ModelIdentity
 from iqa_eval.models.replay import ReplayError
-from iqa_eval.sqlite import open_database
+from iqa_eval.sqlite import GroupCommit, open_database
 from iqa_eval.types import Answer, Usage
 
 ANSWERS = """
@@ -80,6 +82,12 @@ class ResponseCache:
         self._lock = threading.Lock()
         self._db = open_database(self.path, IDENTITIES)
         self._migrate()
+        self._writes = GroupCommit(
+            self._db,
+            self._lock,
+            "INSERT OR IGNORE INTO answers (identity, key, text, prompt_tokens, completion_tokens, "
+            "latency_s, cost_usd, created, probabilities) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
 
     def _migrate(self) -> None:
         """Set aside a cache of the schema without identities, once, whichever process gets there
@@ -111,6 +119,7 @@ class ResponseCache:
     ) -> list[Any]:
         """Rows of ``sql ... key IN (...) after`` over ``keys`` in chunks SQLite accepts."""
         rows: list[Any] = []
+        self.flush()
         with self._lock:
             for start in range(0, len(keys), _CHUNK):
                 chunk = list(keys[start : start + _CHUNK])
@@ -157,27 +166,30 @@ class ResponseCache:
         ]
 
     def put(self, identity: str, key: str, answer: Answer) -> None:
+        """File an answer; it is committed by the writer thread, with any others put meanwhile."""
         if not answer.ok or answer.text is None:
             raise ValueError("only successful answers may be cached")
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO answers (identity, key, text, prompt_tokens, completion_tokens, "
-                "latency_s, cost_usd, created, probabilities) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    identity,
-                    key,
-                    answer.text,
-                    answer.usage.prompt_tokens,
-                    answer.usage.completion_tokens,
-                    answer.latency_s,
-                    answer.cost_usd,
-                    time.time(),
-                    None if answer.probabilities is None else json.dumps(answer.probabilities),
-                ),
+        self._writes.put(
+            (
+                identity,
+                key,
+                answer.text,
+                answer.usage.prompt_tokens,
+                answer.usage.completion_tokens,
+                answer.latency_s,
+                answer.cost_usd,
+                time.time(),
+                None if answer.probabilities is None else json.dumps(answer.probabilities),
             )
+        )
+
+    def flush(self) -> None:
+        """Return once every answer put so far is on disk (for this process's reads and others')."""
+        self._writes.flush()
 
     def identities(self) -> list[HeldIdentity]:
         """Every identity the cache holds answers of, oldest first."""
+        self.flush()
         with self._lock:
             rows = self._db.execute(
                 "SELECT i.identity, i.fingerprint, i.served, i.first_seen, COUNT(a.key) FROM identities i "
@@ -189,6 +201,7 @@ class ResponseCache:
 
     def entries(self, identity: str | None = None) -> list[tuple[str, str, str]]:
         """(identity, key, text) rows, for export to a replay file."""
+        self.flush()
         with self._lock:
             if identity is None:
                 return list(
@@ -201,6 +214,7 @@ class ResponseCache:
             )
 
     def count(self) -> int:
+        self.flush()
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
 
@@ -215,10 +229,12 @@ class ResponseCache:
             return int(self._db.execute(f"SELECT COUNT(*) FROM {UNIDENTIFIED}").fetchone()[0])
 
     def integrity_ok(self) -> bool:
+        self.flush()
         with self._lock:
             return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
 
     def clear(self) -> int:
+        self.flush()
         with self._lock:
             removed = int(self._db.execute("DELETE FROM answers").rowcount)
             self._db.execute("DELETE FROM identities")
@@ -228,6 +244,7 @@ class ResponseCache:
         return removed + unidentified
 
     def close(self) -> None:
+        self.flush()
         with self._lock:
             self._db.close()
 

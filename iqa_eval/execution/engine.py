@@ -330,6 +330,7 @@ class Engine:
         shown = meter(client.spec, len(todo), self.progress)
         done_count = 0
         store = self.cache is not None and client.cacheable
+        filed_as = identity.key  # a digest made afresh at each use of the property
 
         async def one(query: Query) -> None:
             answer = _well_formed(await self._ask(client, query, limit, stats))
@@ -341,7 +342,7 @@ class Engine:
             if answer.ok:
                 if store and query.decoding.deterministic:
                     assert self.cache is not None
-                    self.cache.put(identity.key, query.key, answer)
+                    self.cache.put(filed_as, query.key, answer)
             else:
                 stats.failed += 1
                 reason = answer.error or "unknown"
@@ -358,6 +359,11 @@ class Engine:
             await asyncio.gather(*pending, return_exceptions=True)
         finally:
             shown.close()
+            if store:
+                assert self.cache is not None
+                # On disk before the next stage reads them, another worker looks, or a Ctrl-C
+                # ends the run.
+                self.cache.flush()
         for task in done:
             error = None if task.cancelled() else task.exception()
             if error is not None:

@@ -42,6 +42,7 @@ import json
 import math
 import os
 import re
+import secrets
 import ssl
 import time
 import urllib.request
@@ -65,7 +66,7 @@ from iqa_eval.models.base import (
 )
 from iqa_eval.models.pricing import PriceTable
 from iqa_eval.protocols.levels import merge
-from iqa_eval.types import Answer, Query, Usage
+from iqa_eval.types import Answer, Query, QueryImage, Usage
 from iqa_eval.version import __version__
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -224,6 +225,11 @@ class OpenAIModel(ModelClient):
         self._first_options: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
+        self._urls: dict[tuple[str, str], bytes] = {}
+        """Each image's data URL by path and encoding, made once: a dict's get and set are atomic
+        under the GIL, and two threads making the same one make the same bytes."""
+        self._mark = f"iqa-image-{secrets.token_hex(16)}"
+        """Stands for an image's data URL in the JSON of a body until the URL is spliced in."""
 
     @property
     def price_unknown(self) -> str | None:
@@ -326,10 +332,11 @@ class OpenAIModel(ModelClient):
 
     def request(self, query: Query) -> dict[str, Any]:
         """The chat-completions arguments: the text first, then every image in presentation order."""
+        return self._arguments(query, [self._data_url(image).decode("ascii") for image in query.images])
+
+    def _arguments(self, query: Query, urls: Sequence[str]) -> dict[str, Any]:
         content: list[dict[str, Any]] = [{"type": "text", "text": query.text}]
-        for image in query.images:
-            png = self._store.png(image.stimulus.path, image.encoding)
-            url = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        for url in urls:
             content.append({"type": "image_url", "image_url": {"url": url, "detail": self.detail}})
         args: dict[str, Any] = {
             "model": self.model,
@@ -345,7 +352,39 @@ class OpenAIModel(ModelClient):
         return args
 
     def body(self, query: Query) -> bytes:
-        return json.dumps(self.request(query)).encode("ascii")
+        """``json.dumps(self.request(query))`` as ASCII bytes, made without serialising the images.
+
+        The images are ~99% of a body (~400 KB for three 384x384 PNGs): base64 and JSON over
+        them cost about 2 ms a request, more than the rest of the client's work on it. Their
+        data URLs are made once per image and spliced into the JSON of everything else, at the
+        places a mark held; a data URL holds no character JSON escapes, so the bytes are exactly
+        what ``json.dumps`` gives.
+        """
+        urls = [self._data_url(image) for image in query.images]
+        pieces = (
+            json.dumps(self._arguments(query, [self._mark] * len(urls)))
+            .encode("ascii")
+            .split(self._mark.encode("ascii"))
+        )
+        if len(pieces) != len(urls) + 1:  # the prompt itself holds the mark: never in practice
+            return json.dumps(self.request(query)).encode("ascii")
+        spliced = [pieces[0]]
+        for url, piece in zip(urls, pieces[1:], strict=True):
+            spliced += (url, piece)
+        return b"".join(spliced)
+
+    def _data_url(self, image: QueryImage) -> bytes:
+        key = (image.stimulus.path, image.encoding)
+        url = self._urls.get(key)
+        if url is None:
+            png = self._store.png(image.stimulus.path, image.encoding)
+            url = self._urls[key] = b"data:image/png;base64," + base64.b64encode(png)
+        return url
+
+    def _ready(self, query: Query) -> bool:
+        """Whether every image of the query has its data URL made: the body is then a join of
+        bytes, cheaper than a hop to a thread."""
+        return all((image.stimulus.path, image.encoding) in self._urls for image in query.images)
 
     async def answer(self, query: Query) -> Answer:
         if not query.options:
@@ -363,9 +402,10 @@ class OpenAIModel(ModelClient):
         return await self._send(query)
 
     async def _send(self, query: Query) -> Answer:
-        # Encoding (the first time an image is used), base64 and JSON are CPU work: off the event
-        # loop, so hundreds of requests in flight keep moving meanwhile.
-        body = await asyncio.to_thread(self.body, query)
+        # Reading or encoding an image the first time it is used (about 12 ms to encode 384x384)
+        # is work for a thread, so hundreds of requests in flight keep moving meanwhile; once
+        # its data URLs are made, a body is a join of bytes, cheaper than the hop.
+        body = self.body(query) if self._ready(query) else await asyncio.to_thread(self.body, query)
         replica = self._pick()
         start = time.perf_counter()
         status, headers, raw = await self._exchange(replica, "POST", replica.endpoint, body)
