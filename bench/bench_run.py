@@ -15,8 +15,8 @@ beforehand, as it is once per machine), then a warm run of the same selection (e
 cached). The model-bound part of a run is ``requests x latency /
 concurrency`` (the ideal); the benchmark prints ``ideal / (cold - warm)``: the share of the
 request phase that the model's latency explains. Then ``-n 2`` against ``-n 0`` (cold, the
-same selection): time and requests sent, which must be equal. Last, a cold run under cProfile
-shows where the time that is not the model's goes.
+same selection, and a selection of two scopes): time and requests sent, which must be equal.
+Last, a cold run under cProfile shows where the time that is not the model's goes.
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SELECT = "fr_structure and not icl"
+XDIST_SELECT = "structure and not icl"
+"""FR and NR: two scopes (model, dataset, setting), so ``-n 2`` has a scope for each worker; the
+default selection is one scope (stage 2 of FR structure needs every FR stage-1 cell), where the
+second worker can only add its start."""
 
 
 def serve(latency: float) -> tuple[subprocess.Popen[str], str]:
@@ -114,6 +118,13 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument(
+        "--xdist-select",
+        nargs="*",
+        default=[XDIST_SELECT],
+        help="further selections for -n 2 against -n 0 (default: one spanning two scopes, "
+        f"{XDIST_SELECT!r}: a worker per scope)",
+    )
     options = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from iqa_eval.datasets.builtin import BuiltinDataset
@@ -144,16 +155,18 @@ def main() -> None:
             print("(CPU s: the run's process and children / the server's; load: the 1-minute load average)")
 
             concurrency = options.concurrency[0]
-            results = {}
-            for label, extra in (("-n 0", []), ("-n 2", ["-n", "2"])):
-                cache, reports = fresh(base, label.replace(" ", ""), dataset)
-                timed = Timed(server, pytest_args(options.select, url, concurrency, cache, reports) + extra)
-                results[label] = (timed, sent(reports))
-            (t0, n0), (t2, n2) = results["-n 0"], results["-n 2"]
-            print(f"-n 2 against -n 0 at {concurrency}, cold: {t2.wall:.1f} s vs {t0.wall:.1f} s "
-                  f"({t0.wall / t2.wall:.2f}x), CPU {t2.cpu_text()} vs {t0.cpu_text()} s, "
-                  f"load {t2.load:.1f}/{t0.load:.1f}, requests {n2} vs {n0}"
-                  f"{'' if n2 == n0 else '  <- NOT EQUAL'}")  # fmt: skip
+            for select in (options.select, *options.xdist_select):
+                results = {}
+                for label, extra in (("-n 0", []), ("-n 2", ["-n", "2"])):
+                    cache, reports = fresh(base, label.replace(" ", ""), dataset)
+                    timed = Timed(server, pytest_args(select, url, concurrency, cache, reports) + extra)
+                    results[label] = (timed, sent(reports))
+                (t0, n0), (t2, n2) = results["-n 0"], results["-n 2"]
+                print(f"-m {select!r}: -n 2 against -n 0 at {concurrency}, cold: {t2.wall:.1f} s vs "
+                      f"{t0.wall:.1f} s ({t0.wall / t2.wall:.2f}x), "
+                      f"CPU {t2.cpu_text()} vs {t0.cpu_text()} s, "
+                      f"load {t2.load:.1f}/{t0.load:.1f}, requests {n2} vs {n0}"
+                      f"{'' if n2 == n0 else '  <- NOT EQUAL'}")  # fmt: skip
 
             if not options.no_profile:
                 cache, reports = fresh(base, "profile", dataset)
