@@ -243,6 +243,8 @@ def test_a_study_run_with_no_dataset_given_reports_every_cell_missing(suite_dir,
     cells = len(study.CELLS) * (len(STUDY_SYSTEMS) + 1)
     # The metamorphic checks are the suite's own, none of the study's: they have no cell to run.
     result.assert_outcomes(skipped=cells + 3)
+    said = "--iqa-study runs the study's cells only; metamorphic checks are the suite's own"
+    assert result.stdout.str().count(said) == 3
     result.stdout.fnmatch_lines(["*SKIPPED [[]40[]]*kadid10k not given: add --iqa-data kadid10k=PATH*"])
     report = json.loads((suite_dir.path / "reports" / "iqa-report.json").read_text())
     assert len(report["cells"]) == cells and report["run"]["outcomes"] == {"skipped": cells}

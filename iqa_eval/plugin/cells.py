@@ -74,6 +74,10 @@ def _parametrize_metamorphic(metafunc: pytest.Metafunc) -> None:
     except USER_ERRORS as err:
         raise pytest.UsageError(f"iqa-eval: {err}") from None
     params = [pytest.param((1, spec), id=spec.id, marks=_marks(cell_markers(spec))) for spec in specs]
+    if not params and suite.config.study:
+        # Said, not pytest's "got empty parameter set": the study's matrix has no such cells.
+        reason = "--iqa-study runs the study's cells only; metamorphic checks are the suite's own"
+        params = [pytest.param(None, id="study", marks=pytest.mark.skip(reason=reason))]
     metafunc.parametrize(METAMORPHIC, params, indirect=True)
 
 
