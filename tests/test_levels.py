@@ -215,6 +215,10 @@ def test_a_server_refusing_logprobs_skips_the_levels_cells_saying_so_once(
     )
     result.assert_outcomes(passed=2, skipped=2)
     assert server.logprob_requests == 1  # learnt from the first request, never asked again
+    # The levels queries held back are no requests: the run's usage counts what the server got
+    # (the identity probe aside, which usage never counts).
+    usage = report(suite_dir)["run"]["usage"]
+    assert usage["requests"] == usage["sent"] == server.requests
     output = result.stdout.str() + result.stderr.str()
     assert output.count("the server gives no logprobs") == 1, output
     cells = report(suite_dir)["cells"]

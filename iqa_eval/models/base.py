@@ -138,6 +138,20 @@ class ModelOptions:
     dtype: str = "float32"
 
 
+NO_PROBABILITIES = "no_logprobs"
+"""The failure of a ``levels`` query whose model gives no probabilities after all (its server
+refused logprobs): the engine holds such queries back once the client knows."""
+
+
+class NotSent(Exception):
+    """Raised by a client that knows a query's answer without sending it (its server refused
+    what the query needs while the query waited): the engine counts no request for it."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(answer.detail)
+        self.answer = answer
+
+
 class ModelClient(abc.ABC):
     """A model the suite can query.
 

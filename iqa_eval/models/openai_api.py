@@ -56,10 +56,12 @@ import aiohttp
 
 from iqa_eval.images import ImageStore
 from iqa_eval.models.base import (
+    NO_PROBABILITIES,
     Capabilities,
     ModelClient,
     ModelIdentity,
     ModelOptions,
+    NotSent,
     PermanentModelError,
     TransientModelError,
     UnreachableError,
@@ -95,7 +97,6 @@ value this close to now identifies nothing and would make every run a new identi
 PROBE_TEXT = "Reply with the word OK."
 TOP_LOGPROBS = 20
 """The most alternatives OpenAI returns per token (vLLM and SGLang allow as many or more)."""
-NO_LOGPROBS = "no_logprobs"
 LISTED_FIELDS = ("id", "root", "parent", "owned_by", "created")
 
 
@@ -398,7 +399,8 @@ class OpenAIModel(ModelClient):
                     self._logprobs_known = True
                     return answer
         if self._logprobs_refused is not None:
-            return Answer(None, error=NO_LOGPROBS, detail=self._logprobs_refused)
+            # It waited for the first levels query, which found out: it is never sent.
+            raise NotSent(Answer(None, error=NO_PROBABILITIES, detail=self._logprobs_refused))
         return await self._send(query)
 
     async def _send(self, query: Query) -> Answer:
@@ -430,7 +432,7 @@ class OpenAIModel(ModelClient):
                 f"the server gives no logprobs ({detail}), so {self.spec} has no levels system"
             )
             self._notices.append(f"{self.spec}: {self._logprobs_refused}; its levels cells are skipped")
-        return Answer(None, error=NO_LOGPROBS, detail=self._logprobs_refused)
+        return Answer(None, error=NO_PROBABILITIES, detail=self._logprobs_refused)
 
     async def _exchange(
         self, replica: _Replica, method: str, url: str, body: bytes | None
