@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from iqa_eval.evaluation.config import RunConfig, parse_data
-from iqa_eval.evaluation.gates import Gate, GateProfile
+from iqa_eval.evaluation.gates import Gate
 from iqa_eval.evaluation.suite import STAGE1_SUBSET, Suite
 from iqa_eval.types import Attribute, CellResult, CellSpec, Protocol, Setting, Strategy
 
@@ -51,8 +51,7 @@ def evaluate(
         if dataset not in suite.datasets:
             raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(suite.datasets)}")
         spec = CellSpec(model, dataset, setting, attribute, protocol, strategy, subset)
-        chosen = gate if isinstance(gate, Gate) or gate is None else GateProfile.load(gate).gate_for(spec)
-        return suite.judged(spec, chosen)
+        return suite.judged(spec, gate)
     finally:
         # Closing the engine's loop with the clients on it: left open, its pending tasks were
         # reported as never awaited when the interpreter collected them.

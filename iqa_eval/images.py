@@ -210,6 +210,28 @@ def _to_rgb(name: str, img: Image.Image) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
+def rgb_of(image: NDArray[np.generic] | Image.Image) -> NDArray[np.uint8]:
+    """8-bit RGB pixels of an in-memory image (uint8 H×W×3 or grey H×W array, RGB or L PIL image);
+    anything a model could not be shown as it is is a ValueError saying what to change."""
+    if isinstance(image, Image.Image):
+        if image.mode not in ("RGB", "L"):
+            raise ValueError(f"a PIL image of mode {image.mode!r}: convert it with .convert('RGB') first")
+        image = np.asarray(image.convert("RGB"))
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"an image is a path, a numpy array or a PIL image, not {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(
+            f"an image array must be uint8 (0–255), not {image.dtype}: scale it and use .astype(np.uint8)"
+        )
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"an image array must be H×W×3 (RGB) or H×W (grey), not of shape {image.shape}")
+    if min(image.shape[:2]) < 1:
+        raise ValueError(f"an image array of shape {image.shape} holds no pixels")
+    return np.ascontiguousarray(image)
+
+
 def pixel_hash(rgb: NDArray[np.generic]) -> str:
     """Hex SHA-256 identifying a pixel array independently of its file format.
 
@@ -327,6 +349,16 @@ class ImageStore:
     def stimulus(self, path: str | os.PathLike[str]) -> Stimulus:
         """Metadata of ``path``, decoding the file on first use."""
         return self._get_decoded(os.fspath(path)).stimulus
+
+    def stimulus_of(self, image: NDArray[np.generic] | Image.Image, folder: Path) -> Stimulus:
+        """The stimulus of an in-memory image (a user's test made it): written once to ``folder``
+        as a PNG named by its pixel hash, so equal pixels are one stimulus in this run and the
+        next, and what is sent is read back like any file."""
+        rgb = rgb_of(image)
+        path = folder / f"{pixel_hash(rgb)[:32]}.png"
+        if not path.exists():
+            _write_atomically(path, encode_png(rgb))  # two xdist workers may write the same pixels
+        return self.stimulus(path)
 
     def pixels(self, path: str | os.PathLike[str]) -> Pixels:
         """Read-only decoded pixels of ``path``, shared between callers."""

@@ -20,7 +20,6 @@ import numpy as np
 from PIL import Image
 
 from iqa_eval.evaluation.suite import Suite, Unsupported
-from iqa_eval.images import encode_png, pixel_hash
 from iqa_eval.models.base import INFRASTRUCTURE_FAILURES
 from iqa_eval.prompts import get_template, render
 from iqa_eval.protocols.ms import GROUP_SIZE
@@ -139,14 +138,9 @@ class Asker:
     def _ask(self, kind: Kind, images: Sequence[ImageLike], reference: ImageLike | None) -> ImageJudgement:
         setting: Setting = "nr" if reference is None else "fr"
         protocol = PROTOCOL_OF[kind]
-        caps = self.suite.clients[self.model].capabilities
-        if setting not in caps.settings:
-            raise Unsupported(f"{self.model} answers only {'/'.join(caps.settings).upper()} queries")
-        count = len(images) + (reference is not None)
-        if caps.max_images is not None and count > caps.max_images:
-            raise Unsupported(
-                f"{self.model} takes at most {caps.max_images} images per query; this needs {count}"
-            )
+        reason = self.suite.cannot_take(self.model, setting, len(images) + (reference is not None))
+        if reason is not None:
+            raise Unsupported(reason)
         judged = tuple(self._stimulus(image) for image in images)
         ref = None if reference is None else self._stimulus(reference)
         shown = [QueryImage("image", s) for s in judged]
@@ -187,38 +181,7 @@ class Asker:
     def _stimulus(self, image: ImageLike) -> Stimulus:
         if isinstance(image, str | os.PathLike):
             return self.suite.store.stimulus(image)
-        return self.suite.store.stimulus(self._written(_pixels(image)))
-
-    def _written(self, rgb: np.ndarray[Any, Any]) -> Path:
-        path = self.folder / f"{pixel_hash(rgb)[:32]}.png"
-        if not path.exists():
-            self.folder.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(f".{os.getpid()}.tmp")
-            partial.write_bytes(encode_png(rgb))
-            partial.replace(path)  # atomic: two xdist workers may write the same pixels at once
-        return path
-
-
-def _pixels(image: np.ndarray[Any, Any] | Image.Image) -> np.ndarray[Any, Any]:
-    """8-bit RGB pixels of an in-memory image; anything a model could not be shown as-is is a
-    ValueError saying what to change."""
-    if isinstance(image, Image.Image):
-        if image.mode not in ("RGB", "L"):
-            raise ValueError(f"a PIL image of mode {image.mode!r}: convert it with .convert('RGB') first")
-        image = np.asarray(image.convert("RGB"))
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"an image is a path, a numpy array or a PIL image, not {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise ValueError(
-            f"an image array must be uint8 (0–255), not {image.dtype}: scale it and use .astype(np.uint8)"
-        )
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"an image array must be H×W×3 (RGB) or H×W (grey), not of shape {image.shape}")
-    if min(image.shape[:2]) < 1:
-        raise ValueError(f"an image array of shape {image.shape} holds no pixels")
-    return np.ascontiguousarray(image)
+        return self.suite.store.stimulus_of(image, self.folder)
 
 
 def _stimulus_record(stimulus: Stimulus) -> dict[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
+from pathlib import Path
 
 from iqa_eval.datasets.base import Dataset
 from iqa_eval.datasets.builtin import BuiltinDataset
@@ -287,14 +288,21 @@ class Suite:
             refused = client.refuses_probabilities()
             if refused is not None:
                 return refused
-        if spec.setting not in caps.settings:
-            return f"{spec.model} answers only {'/'.join(caps.settings).upper()} queries"
-        if caps.max_images is not None:
+        needed = 0
+        if spec.setting in caps.settings and caps.max_images is not None:
             # Metamorphic queries are the standard system's: same image count as its stage-1 plan.
             planned = replace(spec, subset=STAGE1_SUBSET) if spec.subset == METAMORPHIC_SUBSET else spec
             needed = max((len(pq.query.images) for pq in self.plan(planned).queries), default=0)
-            if needed > caps.max_images:
-                return f"{spec.model} takes at most {caps.max_images} images per query; this needs {needed}"
+        return self.cannot_take(spec.model, spec.setting, needed)
+
+    def cannot_take(self, model: str, setting: Setting, images: int) -> str | None:
+        """Why ``model`` cannot take a query of ``setting`` showing ``images`` images, or None:
+        the capability check of cells and of a user's ad-hoc questions alike."""
+        caps = self.clients[model].capabilities
+        if setting not in caps.settings:
+            return f"{model} answers only {'/'.join(caps.settings).upper()} queries"
+        if caps.max_images is not None and images > caps.max_images:
+            return f"{model} takes at most {caps.max_images} images per query; this needs {images}"
         return None
 
     def execute(self, specs: Iterable[CellSpec]) -> None:
@@ -329,11 +337,18 @@ class Suite:
             )
         return self._results[spec.id]
 
-    def judged(self, spec: CellSpec, gate: Gate | None = None) -> CellResult:
-        """The cell's result with its outcome under ``gate`` (the run's profile's gate for the
-        cell when None): ``error`` when answers went missing for reasons of infrastructure."""
+    def gate_of(self, spec: CellSpec, gate: Gate | str | Path | None = None) -> Gate:
+        """The gate a caller names for a cell: a Gate, a profile file's rule for the cell, or the
+        run's profile's (``--iqa-gates``, else the default gate) when None."""
+        if isinstance(gate, Gate):
+            return gate
+        return self.gates.gate_for(spec) if gate is None else GateProfile.load(gate).gate_for(spec)
+
+    def judged(self, spec: CellSpec, gate: Gate | str | Path | None = None) -> CellResult:
+        """The cell's result with its outcome under ``gate`` (see :meth:`gate_of`): ``error``
+        when answers went missing for reasons of infrastructure."""
         result = self.result(spec)
-        verdict = judge(result, self.gates.gate_for(spec) if gate is None else gate)
+        verdict = judge(result, self.gate_of(spec, gate))
         unmeasured = self.unmeasured(spec, result)
         if unmeasured is not None:
             return replace(result, outcome="error", verdict=f"{unmeasured}; {verdict.message}")

@@ -25,7 +25,6 @@ from iqa_eval.execution.cache import ResponseCache
 from iqa_eval.execution.limits import AdaptiveLimit, RetryPolicy
 from iqa_eval.execution.progress import Tick, meter, say_line
 from iqa_eval.models.base import (
-    NO_PROBABILITIES,
     ModelClient,
     ModelIdentity,
     NotSent,
@@ -401,10 +400,10 @@ class Engine:
             try:
                 # Checked before and after the wait for a slot: answers that arrived meanwhile
                 # spent money, or told that the model cannot answer at all.
-                held = self._held_back(client, query, stats)
+                held = self._held_back(client, stats)
                 if held is None:
                     epoch = await limit.acquire()
-                    held = self._held_back(client, query, stats)
+                    held = self._held_back(client, stats)
                 if held is not None:
                     stats.unsent += attempt == 0
                     return held
@@ -413,6 +412,8 @@ class Engine:
                 try:
                     return await client.answer(query)
                 except NotSent as held_back:
+                    # The client knew the answer without sending (its server refused what the
+                    # query needs): no request, neither towards --iqa-max-requests nor as sent.
                     self._requests -= 1
                     stats.requests -= 1
                     stats.unsent += attempt == 0
@@ -441,16 +442,11 @@ class Engine:
             detail=f"{last.detail} (gave up after {self.retry.max_attempts} attempts)",
         )
 
-    def _held_back(self, client: ModelClient, query: Query, stats: EngineStats) -> Answer | None:
-        """The answer of a query that must not be sent (the model stopped answering, it refused
-        the probabilities a ``levels`` query needs, a cap was reached), or None to send it. Such
-        a query is not a request: it neither counts towards ``--iqa-max-requests`` nor as sent."""
+    def _held_back(self, client: ModelClient, stats: EngineStats) -> Answer | None:
+        """The answer of a query that must not be sent (the model stopped answering, a cap was
+        reached), or None to send it."""
         err = self._halted.get(client.spec)
         if err is not None:
             return Answer(None, error=err.reason, detail=err.detail)
-        if query.strategy == "levels":
-            refused = client.refuses_probabilities()
-            if refused is not None:
-                return Answer(None, error=NO_PROBABILITIES, detail=refused)
         cap = self._cap_reached()
         return None if cap is None else self._capped(cap, stats)

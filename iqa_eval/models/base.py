@@ -140,7 +140,7 @@ class ModelOptions:
 
 NO_PROBABILITIES = "no_logprobs"
 """The failure of a ``levels`` query whose model gives no probabilities after all (its server
-refused logprobs): the engine holds such queries back once the client knows."""
+refused logprobs); once the client knows, it raises :class:`NotSent` with it instead of asking."""
 
 
 class NotSent(Exception):

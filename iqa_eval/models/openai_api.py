@@ -399,7 +399,7 @@ class OpenAIModel(ModelClient):
                     self._logprobs_known = True
                     return answer
         if self._logprobs_refused is not None:
-            # It waited for the first levels query, which found out: it is never sent.
+            # The first levels query found out (this one may have waited for it): never sent.
             raise NotSent(Answer(None, error=NO_PROBABILITIES, detail=self._logprobs_refused))
         return await self._send(query)
 

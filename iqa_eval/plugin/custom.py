@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import pytest
 
 from iqa_eval.evaluation.adhoc import Asker, ImageJudgement, ImageLike
-from iqa_eval.evaluation.gates import Gate, GateProfile, judge
+from iqa_eval.evaluation.gates import Gate, judge
 from iqa_eval.evaluation.suite import STAGE1_SUBSET, Suite, Unsupported
 from iqa_eval.plugin.cells import PROPERTY, SUITE, measured_record
 from iqa_eval.plugin.options import USER_ERRORS
@@ -193,7 +193,7 @@ class CellEvaluator:
             if reason is not None:
                 self._keep(cell_record(spec, 1, reason, outcome="skipped"), test)
                 pytest.skip(reason)
-            chosen = _gate(gate, spec, suite)
+            chosen = suite.gate_of(spec, gate)
             result = suite.judged(spec, chosen)
         except USER_ERRORS as err:
             self._keep(cell_record(spec, 1, str(err), outcome="error"), test)
@@ -209,12 +209,6 @@ class CellEvaluator:
         record["id"] = f"{test}::{record['id']}"
         record["test"] = test
         self._node.user_properties.append((PROPERTY, record))
-
-
-def _gate(gate: Gate | str | Path | None, spec: CellSpec, suite: Suite) -> Gate:
-    if isinstance(gate, Gate):
-        return gate
-    return suite.gates.gate_for(spec) if gate is None else GateProfile.load(gate).gate_for(spec)
 
 
 def _error(message: str) -> NoReturn:
