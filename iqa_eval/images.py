@@ -376,21 +376,23 @@ class ImageStore:
         cached = self._pngs.get((key, encoding))
         if cached is not None:
             return cached
+        own = _own_bytes(key) if encoding == "png" else None
+        if own is not None:
+            # The file is what travels: decoding it here would only repeat the work of whoever
+            # made its stimulus (its pixel hash is in the query's key already).
+            with self._guard:
+                return self._pngs.setdefault((key, encoding), own)
         # Decode before taking the path lock: the decode takes that same
         # (non-reentrant) lock itself.
         decoded = self._get_decoded(key)
         with self._lock_for(key):
             cached = self._pngs.get((key, encoding))
             if cached is None:
-                cached = self._transport(key, decoded, encoding)
+                cached = self._transport(decoded, encoding)
                 self._pngs[(key, encoding)] = cached
             return cached
 
-    def _transport(self, path: str, decoded: _Decoded, encoding: str) -> bytes:
-        if encoding == "png":
-            data = Path(path).read_bytes()
-            if sendable_png(data):
-                return data
+    def _transport(self, decoded: _Decoded, encoding: str) -> bytes:
         kept = None if self.keep is None else self.keep / f"{decoded.stimulus.sha256}.{encoding}.png"
         if kept is not None and kept.is_file():
             return kept.read_bytes()
@@ -421,6 +423,16 @@ class ImageStore:
                 cached = _Decoded(pixels, Stimulus(key, pixel_hash(pixels), width, height))
                 self._decoded[key] = cached
             return cached
+
+
+def _own_bytes(path: str) -> bytes | None:
+    """The file's bytes when they can travel as they are; None when the file must be decoded
+    (which also says what is wrong with a file that cannot be read)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    return data if sendable_png(data) else None
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -453,6 +453,7 @@ def test_a_sendable_file_travels_as_its_own_bytes_and_others_are_encoded_once_ac
     keep = tmp_path / "encoded"
     store = ImageStore(keep)
     assert store.png(plain) == plain.read_bytes() and store.encode_count == 0
+    assert store.decode_count == 0  # what travels as it is needs no decode
     sent = store.png(tagged)
     assert sent == encode_png(RGB) and store.encode_count == 1
     assert store.png(plain, "png9") == encode_png(RGB, 9) and store.encode_count == 2
