@@ -501,6 +501,9 @@ def _group_values(name: str, x: FloatArray, y: FloatArray, groups: Sequence[str]
 def _local_mean(
     name: str, x: FloatArray, y: FloatArray, groups: Sequence[str]
 ) -> tuple[FloatArray, float, str]:
+    """The informative groups' values (what a bootstrap resamples), their mean and a note."""
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        return np.empty(0), math.nan, "non-finite values"
     values, note = _group_values(name, x, y, groups)
     if values.size == 0:
         return values, math.nan, _join(note, "no informative group")
@@ -529,8 +532,6 @@ def correlation(
     x, y = _as_pair(pred, truth)
     if groups is None:
         return _global(name, x, y)
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        return math.nan, 0, "non-finite values"
     values, value, note = _local_mean(name, x, y, groups)
     return value, values.size, note
 
@@ -601,16 +602,23 @@ def estimate_correlation(
     """
     _check_name(name)
     _check_bootstrap(n_resamples, level)
-    value, n, note = correlation(name, pred, truth, groups)
+    x, y = _as_pair(pred, truth)
+    if groups is None:
+        value, n, note = _global(name, x, y)
+        values = None
+    else:
+        # The group values are what a local mean resamples: made once (a PLCC's pooled
+        # logistic fit is most of a cell's evaluation).
+        values, value, note = _local_mean(name, x, y, groups)
+        n = values.size
     aggregation = "global" if groups is None else "local_mean"
     if math.isnan(value):
         return Estimate(value, math.nan, math.nan, n, aggregation, note)
     rng = np.random.default_rng(seed)
-    x, y = _as_pair(pred, truth)
-    if groups is None:
+    if values is None:
         samples = _resampled_correlations(name, x, y, rng, n_resamples)
     else:
-        samples = _resampled_means(_group_values(name, x, y, groups)[0], rng, n_resamples)
+        samples = _resampled_means(values, rng, n_resamples)
     low, high, boot_note = _percentile_interval(samples, level)
     return Estimate(value, low, high, n, aggregation, _join(note, boot_note))
 
