@@ -304,6 +304,8 @@ class FakeOpenAI:
 
     responder: Responder = field(default_factory=lambda: constant("Score: 50"))
     latency_s: float = 0.0
+    """Seconds from a request's arrival to its answer, as a real server's time to answer is
+    counted: the server's own parsing falls inside it, not on top of it."""
     fault_rate: float = 0.0
     faults: tuple[str, ...] = TRANSIENT_FAULTS
     max_faults_per_request: int = 2
@@ -422,7 +424,8 @@ class FakeOpenAI:
                     name, _, value = line.partition(":")
                     headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
-                keep_open = await self._route(method, target.split("?")[0], headers, body, writer)
+                due = asyncio.get_running_loop().time() + self.latency_s
+                keep_open = await self._route(method, target.split("?")[0], headers, body, writer, due)
                 if not keep_open or headers.get("connection", "").lower() == "close":
                     return
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -454,7 +457,13 @@ class FakeOpenAI:
         return True
 
     async def _route(
-        self, method: str, path: str, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+        writer: asyncio.StreamWriter,
+        due: float,
     ) -> bool:
         if method == "GET" and path == "/v1/models" and self.listing:
             self.listings += 1
@@ -467,10 +476,12 @@ class FakeOpenAI:
             ]
             return await self._send(writer, 200, {"object": "list", "data": data})
         if method == "POST" and path == "/v1/chat/completions":
-            return await self._chat(headers, body, writer)
+            return await self._chat(headers, body, writer, due)
         return await self._send(writer, 404, _error(f"no route {method} {path}", "not_found"))
 
-    async def _chat(self, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter) -> bool:
+    async def _chat(
+        self, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter, due: float
+    ) -> bool:
         try:
             request = json.loads(body)
         except ValueError:
@@ -511,7 +522,7 @@ class FakeOpenAI:
                 return await self._send(writer, 400, error)
         fault = self._draw_fault(body)
         if self.latency_s > 0:
-            await asyncio.sleep(self.latency_s)
+            await asyncio.sleep(max(0.0, due - asyncio.get_running_loop().time()))
         if fault is not None:
             self.fault_counts[fault] += 1
             return await self._fault(fault, request, writer)

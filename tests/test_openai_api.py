@@ -172,6 +172,10 @@ def test_request_sends_text_then_lossless_pngs_in_order_with_detail_and_decoding
     (request,) = recorder.requests
     assert request.url.path == "/v1/chat/completions"
     assert request.headers["content-type"] == "application/json"
+    # Sent in pieces, received as the one body json.dumps gives, with its length declared.
+    options = ModelOptions(base_urls=("http://127.0.0.1:9/v1",), image_detail="low")
+    whole = OpenAIModel("openai:gpt-4o", store, options).body(query)
+    assert request.content == whole and request.headers["content-length"] == str(len(whole))
     body = recorder.body()
     assert body["model"] == "gpt-4o" and body["temperature"] == 0.0
     assert body["max_tokens"] == 64 and body["seed"] == 5
