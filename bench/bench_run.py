@@ -3,7 +3,8 @@
 Run: python bench/bench_run.py [--select EXPR] [--latency S] [--concurrency N ...]
 
 The fake OpenAI-compatible server runs in its own process (tests/fake_openai.py) and answers
-each query in its template's format after ``--latency`` seconds. It still parses every body as
+each query in its template's format ``--latency`` seconds after the request arrived (its own
+parsing falls inside that time, as a real server's does). It still parses every body as
 JSON, hashes it and matches the prompt against the suite's templates, but draws its answer from
 a CRC-32 rather than a SHA-256 of the request serialised again (1.3 ms a request, on the same two
 cores as the client): what a real server spends parsing is not the suite's. The client does all
