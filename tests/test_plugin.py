@@ -178,3 +178,103 @@ def pytest_iqa_make_model(spec, store):
     result.assert_outcomes(failed=1)
     (cell,) = report(suite_dir)["cells"]
     assert cell["metrics"]["invariance"]["value"] == 0.0 and cell["gate"]["threshold"] == 0.5
+
+
+COUNTING = """
+import pytest
+
+from iqa_eval.models.base import ModelClient
+from iqa_eval.types import Answer
+
+ASKED = {"before": 0, "during": 0}
+RUNNING = []
+
+
+class Counting(ModelClient):
+    def __init__(self, spec):
+        self.spec = self.fingerprint = spec
+
+    async def answer(self, query):
+        ASKED["during" if RUNNING else "before"] += 1
+        return Answer("Score: 1")
+
+
+def pytest_iqa_make_model(spec, store):
+    if spec.startswith("counting"):
+        return Counting(spec)
+
+
+def pytest_runtest_setup(item):
+    RUNNING.append(item.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(f"asked before tests: {ASKED['before']}, during: {ASKED['during']}")
+"""
+
+
+def test_metamorphic_cases_are_drawn_and_asked_with_the_cells_before_any_test_runs(suite_dir, shared_cache):
+    suite_dir.makeconftest(COUNTING)
+    args = ("--iqa-model", "counting-up-front", "-m", "metamorphic and fr_structure")
+    result = run(suite_dir, shared_cache, *args)
+    # "Score: 1" for everything: no DS verdict survives a swap, no MS answer is a ranking, every
+    # SS score survives re-encoding.
+    result.assert_outcomes(failed=2, passed=1)
+    (dispatch,) = [line for line in result.outlines if line.startswith("iqa-eval: 3 cells, ")]
+    unique = int(dispatch.split(", ")[1].split()[0])
+    assert f"(0 cached, {unique} asked, 0 failed)" in dispatch
+    (line,) = [line for line in result.outlines if line.startswith("asked before tests")]
+    assert line == f"asked before tests: {unique}, during: 0"
+    # 24 cases of two queries each per relation, every answer there when its test ran; a DS
+    # pair drawn in both orders shares its queries, asked once.
+    cells = report(suite_dir)["cells"]
+    assert [cell["n_queries"] for cell in cells] == [48, 48, 48] and unique <= 144
+
+
+def test_a_test_that_draws_its_own_cases_asks_them_when_it_runs(suite_dir, shared_cache):
+    suite_dir.makeconftest(COUNTING)
+    suite_dir.makepyfile(
+        test_own_relation="""
+import pytest
+from iqa_eval.evaluation.metamorphic import Case
+
+@pytest.mark.iqa_relation("ss")
+def test_first_of_each_group(iqa_metamorphic):
+    iqa_metamorphic.check_cases([Case((group[0],)) for group in iqa_metamorphic.groups])
+"""
+    )
+    args = ("test_own_relation.py", "--iqa-model", "counting-own", "-m", "fr_structure")
+    result = run(suite_dir, shared_cache, *args)
+    result.assert_outcomes(passed=1)  # the same pixels re-encoded: "Score: 1" both times
+    result.stdout.fnmatch_lines(["asked before tests: 0, during: *"])
+    (cell,) = report(suite_dir)["cells"]
+    assert cell["metrics"]["invariance"]["value"] == 1.0
+
+
+def test_check_needs_the_strategy_its_marker_names(suite_dir, shared_cache):
+    suite_dir.makepyfile(
+        test_own_relation="""
+import pytest
+
+@pytest.mark.iqa_relation("ss")
+def test_no_strategy(iqa_metamorphic):
+    iqa_metamorphic.check()
+"""
+    )
+    result = run(suite_dir, shared_cache, "test_own_relation.py", "-m", "fr_structure")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*check() draws from @pytest.mark.iqa_relation(protocol, cases=STRATEGY)*"])
+    suite_dir.makepyfile(
+        test_own_relation="""
+import pytest
+
+@pytest.mark.iqa_relation("ds", cases=[])
+def test_not_a_strategy(iqa_metamorphic):
+    iqa_metamorphic.check()
+"""
+    )
+    result = run(suite_dir, shared_cache, "test_own_relation.py")
+    assert result.ret == pytest.ExitCode.INTERRUPTED and "Traceback" not in result.stdout.str()
+    result.stdout.fnmatch_lines(
+        ["*test_not_a_strategy: @pytest.mark.iqa_relation(..., cases=) takes a function*list"]
+    )

@@ -3,15 +3,19 @@
 A model that judges quality should give the same verdict when two images swap places (DS), the
 same ranks to the same images in another order (MS), and the same score to the same pixels
 sent as a different lossless file (SS). Each relation is measured as a rate over cases, with
-its interval, and gated like any cell. Cases come from the test (drawn with hypothesis); this
-module turns a case into its two queries and decides whether the relation held.
+its interval, and gated like any cell. A test names the hypothesis strategy its cases come from
+(or draws them itself); this module draws them, turns a case into its two queries and decides
+whether the relation held.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from iqa_eval.evaluation.cells import judge_answer
 from iqa_eval.metrics import estimate_rate
@@ -31,6 +35,40 @@ class Case:
 
     items: tuple[Item, ...]
     permutation: tuple[int, ...] = ()
+
+
+CaseStrategy = Callable[[list[list[Item]]], st.SearchStrategy[Case]]
+"""What ``@pytest.mark.iqa_relation(protocol, cases=...)`` names: from the stage-1 sample in
+comparability groups, the strategy of the relation's cases."""
+
+CASES = 24
+
+draws = settings(
+    derandomize=True,
+    max_examples=CASES * 4,
+    database=None,
+    phases=[Phase.generate],
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+
+
+def collect(strategy: st.SearchStrategy[Case]) -> list[Case]:
+    """Up to CASES distinct cases from a strategy, in hypothesis's deterministic order: a rerun
+    asks the same questions, answered from the cache.
+
+    The inner function's text is part of hypothesis's seed; changing it draws other cases.
+    """
+    cases: list[Case] = []
+
+    @draws
+    @given(strategy)
+    def gather(case):  # type: ignore[no-untyped-def]  # annotations would change the seed
+        if case not in cases and len(cases) < CASES:
+            cases.append(case)
+
+    gather()
+    return cases
 
 
 def queries(spec: CellSpec, case: Case, decoding: Decoding) -> tuple[Query, Query]:

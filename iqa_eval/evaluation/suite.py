@@ -80,6 +80,7 @@ class Suite:
         self._answers: dict[str, dict[str, Answer]] = {}
         self._plans: dict[str, Plan] = {}
         self._results: dict[str, CellResult] = {}
+        self._drawn: dict[tuple[str, metamorphic.CaseStrategy], list[metamorphic.Case]] = {}
 
     # -- the run's parts, built on first use --------------------------------------------------
 
@@ -305,22 +306,25 @@ class Suite:
             return f"{model} takes at most {caps.max_images} images per query; this needs {images}"
         return None
 
-    def execute(self, specs: Iterable[CellSpec]) -> None:
-        """Send the union of the cells' queries through the engine, once per model."""
-        by_model: dict[str, list[CellSpec]] = {}
+    def execute(
+        self,
+        specs: Iterable[CellSpec],
+        relations: Iterable[tuple[CellSpec, Sequence[metamorphic.Case]]] = (),
+    ) -> None:
+        """Send the union of the cells' queries and of the metamorphic cases' through the engine,
+        once per model."""
+        by_model: dict[str, list[Query]] = {}
         for spec in specs:
             if self.unsupported(spec) is None:
-                by_model.setdefault(spec.model, []).append(spec)
-        for model, model_specs in by_model.items():
+                by_model.setdefault(spec.model, []).extend(pq.query for pq in self.plan(spec).queries)
+        for spec, cases in relations:
+            if self.unsupported(spec) is None:
+                by_model.setdefault(spec.model, []).extend(self._relation_queries(spec, cases))
+        for model, queries in by_model.items():
             known = self._answers.setdefault(model, {})
-            queries = [
-                pq.query
-                for spec in model_specs
-                for pq in self.plan(spec).queries
-                if pq.query.key not in known
-            ]
-            if queries:
-                known.update(self.engine.run(self.clients[model], queries))
+            missing = [query for query in queries if query.key not in known]
+            if missing:
+                known.update(self.engine.run(self.clients[model], missing))
 
     def result(self, spec: CellSpec) -> CellResult:
         if spec.id not in self._results:
@@ -419,10 +423,20 @@ class Suite:
             groups.setdefault(item.group, []).append(item)
         return list(groups.values())
 
+    def metamorphic_cases(self, spec: CellSpec, strategy: metamorphic.CaseStrategy) -> list[metamorphic.Case]:
+        """The cases a relation's strategy draws from the cell's groups, drawn once per run: the
+        plan sends their queries with the cells', the test evaluates the same cases."""
+        key = (spec.id, strategy)
+        if key not in self._drawn:
+            self._drawn[key] = metamorphic.collect(strategy(self.metamorphic_items(spec)))
+        return self._drawn[key]
+
+    def _relation_queries(self, spec: CellSpec, cases: Sequence[metamorphic.Case]) -> list[Query]:
+        return [q for case in cases for q in metamorphic.queries(spec, case, self.config.decoding)]
+
     def metamorphic_result(self, spec: CellSpec, cases: Sequence[metamorphic.Case]) -> CellResult:
         decoding = self.config.decoding
-        queries = [q for case in cases for q in metamorphic.queries(spec, case, decoding)]
-        known = self.ask(spec.model, queries)
+        known = self.ask(spec.model, self._relation_queries(spec, cases))
         reason = self.unsupported(spec) if spec.strategy == "levels" else None
         if reason is not None:
             raise Unsupported(reason)

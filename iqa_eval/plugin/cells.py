@@ -5,13 +5,13 @@ record to the run."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import pytest
 
 from iqa_eval.evaluation.baseline import Baseline, compare_cells
 from iqa_eval.evaluation.gates import MARKERS, Verdict, cell_markers, judge
-from iqa_eval.evaluation.metamorphic import Case
+from iqa_eval.evaluation.metamorphic import Case, CaseStrategy
 from iqa_eval.evaluation.suite import Suite, Unsupported
 from iqa_eval.plugin.options import USER_ERRORS
 from iqa_eval.report.reasons import failure_reasons
@@ -32,7 +32,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{marker}: iqa-eval cells of {marker}")
     config.addinivalue_line("markers", f"{STAGE_MARK}(n): iqa-eval stage of the cells of this test (1 or 2)")
     config.addinivalue_line(
-        "markers", f"{RELATION_MARK}(protocol): the metamorphic relation this test checks"
+        "markers",
+        f"{RELATION_MARK}(protocol, cases=None): the metamorphic relation this test checks, and the "
+        "function giving the hypothesis strategy of its cases from the groups (then call check())",
     )
 
 
@@ -46,9 +48,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def _parametrize_cells(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker(STAGE_MARK)
     if marker is None or marker.args[0] not in (1, 2):
-        raise pytest.UsageError(
-            f"{metafunc.definition.nodeid}: a test using iqa_cell needs @pytest.mark.iqa_stage(1|2)"
-        )
+        _bad_test(f"{metafunc.definition.nodeid}: a test using iqa_cell needs @pytest.mark.iqa_stage(1|2)")
     stage = int(marker.args[0])
     suite = metafunc.config.stash[SUITE]
     try:
@@ -64,9 +64,15 @@ def _parametrize_cells(metafunc: pytest.Metafunc) -> None:
 def _parametrize_metamorphic(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker(RELATION_MARK)
     if marker is None or marker.args[0] not in ("ss", "ds", "ms"):
-        raise pytest.UsageError(
+        _bad_test(
             f"{metafunc.definition.nodeid}: a test using iqa_metamorphic needs "
             "@pytest.mark.iqa_relation('ss'|'ds'|'ms')"
+        )
+    strategy = marker.kwargs.get("cases")
+    if strategy is not None and not callable(strategy):
+        _bad_test(
+            f"{metafunc.definition.nodeid}: @pytest.mark.{RELATION_MARK}(..., cases=) takes a function "
+            f"of the groups returning a hypothesis strategy of Case, not {type(strategy).__name__}"
         )
     suite = metafunc.config.stash[SUITE]
     try:
@@ -79,6 +85,12 @@ def _parametrize_metamorphic(metafunc: pytest.Metafunc) -> None:
         reason = "--iqa-study runs the study's cells only; metamorphic checks are the suite's own"
         params = [pytest.param(None, id="study", marks=pytest.mark.skip(reason=reason))]
     metafunc.parametrize(METAMORPHIC, params, indirect=True)
+
+
+def _bad_test(message: str) -> NoReturn:
+    """A test written wrong is a collection error saying so, as pytest's own parametrize errors
+    are: no traceback of the plugin's."""
+    pytest.fail(message, pytrace=False)
 
 
 def _marks(names: Iterable[str]) -> list[pytest.MarkDecorator]:
@@ -176,7 +188,8 @@ class CellCheck:
 
 
 class MetamorphicCheck(CellCheck):
-    """A metamorphic cell: the test draws the cases (with hypothesis), the suite answers them."""
+    """A metamorphic cell: cases drawn (with hypothesis) from the strategy its marker names, or
+    by the test itself, and answered by the suite."""
 
     spec: CellSpec  # a metamorphic cell is always a stage-1 system's
 
@@ -184,6 +197,17 @@ class MetamorphicCheck(CellCheck):
     def groups(self) -> list[list[Item]]:
         """The stage-1 sample in comparability groups: cases are drawn inside one group."""
         return self.suite.metamorphic_items(self.spec)
+
+    def check(self) -> None:
+        """Evaluate the cases of the marker's ``cases=`` strategy and assert the relation's gate.
+        They were drawn and asked with the run's cells, before any test ran."""
+        strategy = case_strategy(self.node)
+        if strategy is None:
+            self._fail_with_error(
+                f"check() draws from @pytest.mark.{RELATION_MARK}(protocol, cases=STRATEGY); this test's "
+                "marker names none: add it, or draw cases from .groups and call check_cases(cases)"
+            )
+        self.check_cases(self.suite.metamorphic_cases(self.spec, strategy))
 
     def check_cases(self, cases: Sequence[Case]) -> None:
         def produce() -> tuple[CellSpec, CellResult, dict[str, Any] | None]:
@@ -249,8 +273,32 @@ def selected_ids(items: list[pytest.Item]) -> set[str]:
     return keys
 
 
+def case_strategy(item: pytest.Item) -> CaseStrategy | None:
+    marker = item.get_closest_marker(RELATION_MARK)
+    strategy = None if marker is None else marker.kwargs.get("cases")
+    return cast(CaseStrategy, strategy) if callable(strategy) else None
+
+
+def selected_relations(suite: Suite, items: list[pytest.Item]) -> list[tuple[CellSpec, list[Case]]]:
+    """The metamorphic cells of the selected tests whose marker names their cases' strategy, with
+    the cases drawn: their queries go out in the run's one dispatch. A strategy that cannot draw
+    is left to its test, which fails saying why."""
+    out = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        param = callspec.params.get(METAMORPHIC) if callspec is not None else None
+        strategy = case_strategy(item)
+        if not isinstance(param, tuple) or strategy is None:
+            continue
+        try:
+            out.append((param[1], suite.metamorphic_cases(param[1], strategy)))
+        except Exception:  # a test's own strategy may fail in any way: its test says how
+            continue
+    return out
+
+
 def selected_specs(items: list[pytest.Item]) -> list[CellSpec | Stage2Cell]:
-    """The cells of the selected suite tests (metamorphic cells plan their queries themselves)."""
+    """The cells of the selected suite tests (metamorphic cells: ``selected_relations``)."""
     out = []
     for item in items:
         callspec = getattr(item, "callspec", None)

@@ -20,7 +20,15 @@ from iqa_eval.evaluation.suite import Suite
 from iqa_eval.execution.usage import combine_usage
 from iqa_eval.models.base import INFRASTRUCTURE_FAILURES
 from iqa_eval.plugin import EXIT_UNMEASURED
-from iqa_eval.plugin.cells import BASELINE, PROPERTY, SUITE, cell_of_nodeid, selected_ids, selected_specs
+from iqa_eval.plugin.cells import (
+    BASELINE,
+    PROPERTY,
+    SUITE,
+    cell_of_nodeid,
+    selected_ids,
+    selected_relations,
+    selected_specs,
+)
 from iqa_eval.plugin.custom import JUDGEMENT, declared_specs
 from iqa_eval.plugin.options import USER_ERRORS, run_config
 from iqa_eval.plugin.terminal import Terminal
@@ -185,7 +193,8 @@ class RunPlugin:
         if is_worker(self.config) or self.config.option.collectonly:
             return
         selected = [*selected_specs(session.items), *declared_specs(self.suite, session.items)]
-        if not selected:
+        relations = selected_relations(self.suite, session.items)
+        if not selected and not relations:
             return
         suite = self.suite
         stage2 = [cell for cell in selected if isinstance(cell, Stage2Cell)]
@@ -201,7 +210,7 @@ class RunPlugin:
         self._check_baseline_overlap(selected_ids(session.items))
         start = time.perf_counter()
         try:
-            execute_up_front(suite, selected)
+            execute_up_front(suite, selected, relations)
         except KeyboardInterrupt:
             # pytest stops the run (exit code 2); the answers received are in the cache, and the
             # report still says what was run and that it was cut short.
@@ -212,7 +221,7 @@ class RunPlugin:
         stats = suite.engine.stats
         self.terminal.say_notices(self.suite.engine.notices)
         self.terminal.write_line(
-            f"iqa-eval: {len(selected)} cells, {stats.unique} unique queries "
+            f"iqa-eval: {len(selected) + len(relations)} cells, {stats.unique} unique queries "
             f"({stats.cached} cached, {stats.dispatched} asked, {stats.failed} failed) "
             f"in {time.perf_counter() - start:.1f}s"
         )

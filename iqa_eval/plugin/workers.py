@@ -5,14 +5,16 @@ model identities the controller hands each worker, each scope's queries sent at 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
+from iqa_eval.evaluation.metamorphic import Case
 from iqa_eval.evaluation.suite import Suite, Unsupported
 from iqa_eval.execution.engine import Unidentified
 from iqa_eval.models.base import ModelIdentity
-from iqa_eval.plugin.cells import SUITE, selected_specs
+from iqa_eval.plugin.cells import SUITE, selected_relations, selected_specs
 from iqa_eval.plugin.options import USER_ERRORS
 from iqa_eval.plugin.scopes import cell_scope
 from iqa_eval.types import CellSpec, Stage2Cell
@@ -40,17 +42,23 @@ def identity_from_wire(spec: str, wire: dict[str, Any]) -> ModelIdentity | Unide
     return ModelIdentity.from_record(spec, wire)
 
 
-def execute_up_front(suite: Suite, selected: list[CellSpec | Stage2Cell]) -> None:
+def execute_up_front(
+    suite: Suite,
+    selected: list[CellSpec | Stage2Cell],
+    relations: Sequence[tuple[CellSpec, Sequence[Case]]] = (),
+) -> None:
     """Send every query of the selected cells at once: their stage-1 cells, the stage-1 cells of
-    the settings their stage-2 cells choose a system from, then the stage-2 cells themselves.
+    the settings their stage-2 cells choose a system from and the metamorphic cases, then the
+    stage-2 cells themselves.
 
     One dispatch keeps ``concurrency`` requests in flight across cell boundaries; cell by cell,
-    each cell's last wave of requests would leave the model idle.
+    each cell's last wave of requests would leave the model idle, and each metamorphic test would
+    wait a whole round trip of its own.
     """
     stage2 = [cell for cell in selected if isinstance(cell, Stage2Cell)]
     groups = {cell.group for cell in stage2}
     stage1 = [cell for cell in selected if isinstance(cell, CellSpec)]
-    suite.execute([*stage1, *(s for s in suite.stage1_specs() if s.group in groups)])
+    suite.execute([*stage1, *(s for s in suite.stage1_specs() if s.group in groups)], relations)
     chosen = []
     for cell in stage2:
         try:
@@ -78,8 +86,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         return
     done.add(scope)
     same_scope = [other for other in item.session.items if cell_scope(other.nodeid) == scope]
+    suite = config.stash[SUITE]
     try:
-        execute_up_front(config.stash[SUITE], selected_specs(same_scope))
+        execute_up_front(suite, selected_specs(same_scope), selected_relations(suite, same_scope))
     except USER_ERRORS:
         return
 
