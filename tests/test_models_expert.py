@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -467,5 +468,8 @@ def test_the_fr_panel_answers_on_images_too_small_for_five_ms_ssim_scales(
 
 def test_stimuli_a_measure_cannot_take_are_a_failed_answer_not_a_crash(tmp_path: Path) -> None:
     ref, img = _small_pair(tmp_path, 30, 30)  # under one SSIM window once the border is cut
-    answer = asyncio.run(make_expert("expert").answer(query("fr", "ss", "standard", [img], ref)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # said in the answer, not warned by numpy
+        answer = asyncio.run(make_expert("expert").answer(query("fr", "ss", "standard", [img], ref)))
     assert answer.text is None and answer.error == "expert_unsupported"
+    assert answer.detail is not None and "too small for one SSIM window" in answer.detail

@@ -105,6 +105,12 @@ def ssim_maps(x: Grey, y: Grey) -> tuple[Grey, Grey]:
     the coarsest scale. The arithmetic follows skimage's structural_similarity (same filter,
     mode and crop), so the product's mean equals it.
     """
+    if min(x.shape) <= 2 * SSIM_CROP:
+        # Nothing would be left after the crop: numpy's mean of an empty map warns and gives nan.
+        raise ValueError(
+            f"a {x.shape[0]}x{x.shape[1]} image is too small for one SSIM window "
+            f"(each side must exceed {2 * SSIM_CROP} px)"
+        )
 
     def blur(a: Grey) -> Grey:
         smooth: Grey = ndimage.gaussian_filter(a, SSIM_SIGMA, mode="reflect", truncate=SSIM_TRUNCATE)
