@@ -274,7 +274,19 @@ def test_not_a_strategy(iqa_metamorphic):
 """
     )
     result = run(suite_dir, shared_cache, "test_own_relation.py")
-    assert result.ret == pytest.ExitCode.INTERRUPTED and "Traceback" not in result.stdout.str()
+    assert result.ret == pytest.ExitCode.INTERRUPTED and "plugin/cells.py" not in result.stdout.str()
     result.stdout.fnmatch_lines(
         ["*test_not_a_strategy: @pytest.mark.iqa_relation(..., cases=) takes a function*list"]
     )
+
+
+def test_a_cell_test_without_its_stage_is_a_collection_error_saying_so(suite_dir, shared_cache):
+    suite_dir.makepyfile(
+        test_own_cells="""
+def test_cells(iqa_cell):
+    iqa_cell.check()
+"""
+    )
+    result = run(suite_dir, shared_cache, "test_own_cells.py")
+    assert result.ret == pytest.ExitCode.INTERRUPTED and "plugin/cells.py" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*test_cells: a test using iqa_cell needs @pytest.mark.iqa_stage(1|2)"])
