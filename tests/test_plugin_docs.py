@@ -23,3 +23,16 @@ def test_the_markers_a_suite_test_needs_are_in_the_readme(pytester):
     for marker in ("iqa_stage", "iqa_relation"):
         assert marker in required
         assert f"@pytest.mark.{marker}(" in README, marker
+
+
+def test_the_readme_example_of_the_suite_fixtures_runs(suite_dir, shared_cache):
+    """The README's block with ``iqa_cell`` and ``iqa_metamorphic``, run as a user's test file
+    beside the suite: both fixtures and both markers work as written there."""
+    blocks = README.split("```python\n")[1:]
+    (example,) = [b.split("\n```")[0] for b in blocks if '@pytest.mark.iqa_relation("ds", cases=' in b]
+    suite_dir.makepyfile(test_readme_example=example)
+    result = suite_dir.runpytest(
+        f"--iqa-cache={shared_cache}", "-p", "no:randomly", "test_readme_example.py", "-m", "fr_structure"
+    )
+    # Nine stage-1 systems of FR structure and the DS relation, all passing for the expert panel.
+    result.assert_outcomes(passed=10)
