@@ -77,7 +77,7 @@ def test_an_answer_is_read_back_at_once_after_a_put(tmp_path):
     for i in range(300):
         cache.put("m", f"k{i}", Answer(f"Score: {i}"))
         assert cache.get_many("m", [f"k{i}"])[f"k{i}"].text == f"Score: {i}"
-    assert [key for _, key, _ in cache.entries("m")] == sorted(f"k{i}" for i in range(300))
+    assert [key for _, key, _, _ in cache.entries("m")] == sorted(f"k{i}" for i in range(300))
 
 
 def test_a_cache_from_before_identities_is_kept_aside_and_never_replayed(tmp_path):

@@ -222,5 +222,5 @@ def test_a_long_answer_is_cut_in_the_reports_but_kept_whole_in_the_cache(
     assert LONG[:EXAMPLE_CHARS] in html and LONG[: EXAMPLE_CHARS + 1] not in html
     assert TOO_LONG[:EXAMPLE_CHARS] in html and TOO_LONG[: EXAMPLE_CHARS + 1] not in html
     with contextlib.closing(ResponseCache(shared_cache)) as cache:
-        kept = {text for _, _, text in cache.entries(cell["identity"]["key"])}
+        kept = {text for _, _, text, _ in cache.entries(cell["identity"]["key"])}
     assert kept == {LONG, TOO_LONG}

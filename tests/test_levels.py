@@ -201,6 +201,48 @@ def test_a_rerun_replays_the_probabilities_from_the_cache(
     assert report(suite_dir)["cells"][0]["examples"] == first[0]["examples"]
 
 
+def test_a_replay_of_a_model_recorded_with_probabilities_gives_its_levels_cells_again(
+    suite_dir, fake_openai, accurate_responder, builtin, tmp_path
+):
+    from suite_runs import fresh_cache
+
+    from iqa_eval.execution.cache import export_replay
+
+    cache = fresh_cache(builtin, tmp_path / "cache")
+    server = fake_openai(responder=accurate_responder)
+    args = ("-m", "fr_structure and levels")
+    run_levels(suite_dir, cache, server, *args).assert_outcomes(passed=2)
+    recorded = report(suite_dir)
+    path = tmp_path / "levels.jsonl"
+    identity = recorded["cells"][0]["identity"]["key"]
+    export_replay(ResponseCache(cache), path, model=identity)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert rows and all(len(row["probabilities"]) >= 2 for row in rows)
+
+    replayed = suite_dir.runpytest(*FR_STRUCTURE, f"--iqa-cache={cache}", f"--iqa-model=replay:{path}", *args)
+    replayed.assert_outcomes(passed=2)
+    again = {c["protocol"]: c for c in report(suite_dir)["cells"]}
+    for cell in recorded["cells"]:
+        same = again[cell["protocol"]]
+        assert same["probability_based"] and same["strategy"] == "levels"
+        for field in ("n_queries", "n_failed", "coverage", "metrics", "predictions", "examples"):
+            assert same[field] == cell[field], field
+
+
+def test_a_replay_file_with_malformed_probabilities_names_the_line(tmp_path):
+    from iqa_eval.models.replay import ReplayError, load_replay
+
+    good = {"model": "m", "key": "k1", "text": "good", "probabilities": [["good", 0.7], ["fair", 0.3]]}
+    for bad in ([["good", 1.5]], [["good"]], {"good": 0.5}, [["good", True]], [[3, 0.5]]):
+        path = tmp_path / "bad.jsonl"
+        row = {"model": "m", "key": "k2", "text": "good", "probabilities": bad}
+        path.write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n")
+        with pytest.raises(ReplayError, match=r"bad.jsonl:2: \"probabilities\" must be"):
+            load_replay(path)
+    path.write_text(json.dumps(good) + "\n")
+    assert load_replay(path) == {"m": {"k1": ("good", (("good", 0.7), ("fair", 0.3)))}}
+
+
 def test_a_server_refusing_logprobs_skips_the_levels_cells_saying_so_once(
     suite_dir, shared_cache, fake_openai, accurate_responder
 ):

@@ -199,19 +199,18 @@ class ResponseCache:
             HeldIdentity(key, fp, json.loads(served), int(n), first) for key, fp, served, first, n in rows
         ]
 
-    def entries(self, identity: str | None = None) -> list[tuple[str, str, str]]:
-        """(identity, key, text) rows, for export to a replay file."""
+    def entries(
+        self, identity: str | None = None
+    ) -> list[tuple[str, str, str, tuple[tuple[str, float], ...] | None]]:
+        """(identity, key, text, probabilities) rows, for export to a replay file."""
         self.flush()
+        columns = "SELECT identity, key, text, probabilities FROM answers"
         with self._lock:
             if identity is None:
-                return list(
-                    self._db.execute("SELECT identity, key, text FROM answers ORDER BY identity, key")
-                )
-            return list(
-                self._db.execute(
-                    "SELECT identity, key, text FROM answers WHERE identity = ? ORDER BY key", (identity,)
-                )
-            )
+                rows = list(self._db.execute(f"{columns} ORDER BY identity, key"))
+            else:
+                rows = list(self._db.execute(f"{columns} WHERE identity = ? ORDER BY key", (identity,)))
+        return [(who, key, text, _probabilities(probs)) for who, key, text, probs in rows]
 
     def count(self) -> int:
         self.flush()
@@ -270,8 +269,11 @@ def export_replay(cache: ResponseCache, path: str | Path, model: str | None = No
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for identity, key, text in rows:
-                handle.write(json.dumps({"model": identity, "key": key, "text": text}) + "\n")
+            for identity, key, text, probabilities in rows:
+                row: dict[str, object] = {"model": identity, "key": key, "text": text}
+                if probabilities is not None:
+                    row["probabilities"] = [list(pair) for pair in probabilities]
+                handle.write(json.dumps(row) + "\n")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

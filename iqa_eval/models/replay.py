@@ -3,7 +3,8 @@
 A replay file is JSON Lines, one ``{"model": <identity>, "key": <query key>, "text": ...}`` per
 answer, as :func:`iqa_eval.execution.cache.export_replay` writes it from a response cache; the
 identity is the key the cache filed the answer under (the model's fingerprint, refined by what its
-server said of itself).
+server said of itself). A ``levels`` answer also carries ``"probabilities": [[word, p], ...]``,
+which is what it said, so a model recorded with them replays its ``levels`` cells too.
 Replaying lets anyone re-derive a run's numbers (new metrics, new gates, a fixed parser) without
 the model, its key or its cost. A query the file does not hold is a ``not_recorded`` failure, never a guess.
 """
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
+from typing import Any
 
 from iqa_eval.models.base import Capabilities, ModelClient
 from iqa_eval.types import Answer, Query
@@ -39,15 +42,19 @@ def parse_spec(spec: str) -> tuple[Path, str | None]:
     return Path(path), fingerprint or None
 
 
-def load_replay(path: Path) -> dict[str, dict[str, str]]:
-    """Recorded texts by fingerprint, then by query key."""
+Probabilities = tuple[tuple[str, float], ...]
+Recorded = tuple[str, Probabilities | None]
+
+
+def load_replay(path: Path) -> dict[str, dict[str, Recorded]]:
+    """Recorded answers (text, probabilities or None) by fingerprint, then by query key."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         raise ReplayError(f"{path}: replay file not found") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ReplayError(f"{path}: cannot read the replay file: {err}") from None
-    recorded: dict[str, dict[str, str]] = {}
+    recorded: dict[str, dict[str, Recorded]] = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -57,13 +64,37 @@ def load_replay(path: Path) -> dict[str, dict[str, str]]:
             raise ReplayError(f"{path}:{number}: not JSON: {err.msg}") from None
         if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in FIELDS):
             raise ReplayError(f'{path}:{number}: expected {{"model": str, "key": str, "text": str}}')
-        texts = recorded.setdefault(row["model"], {})
-        if texts.get(row["key"], row["text"]) != row["text"]:
+        try:
+            answer = (row["text"], _probabilities(row.get("probabilities")))
+        except ValueError:
+            raise ReplayError(
+                f'{path}:{number}: "probabilities" must be [[word, probability], ...] with each '
+                "probability a number from 0 to 1"
+            ) from None
+        answers = recorded.setdefault(row["model"], {})
+        if answers.get(row["key"], answer) != answer:
             raise ReplayError(f"{path}:{number}: a second, different answer of {row['model']} to one query")
-        texts[row["key"]] = row["text"]
+        answers[row["key"]] = answer
     if not recorded:
         raise ReplayError(f"{path}: the replay file holds no answers")
     return recorded
+
+
+def _probabilities(value: Any) -> Probabilities | None:
+    """The recorded probabilities, None when the row has none; ValueError when malformed."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ValueError(value)
+    pairs = []
+    for pair in value:
+        if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)):
+            raise ValueError(pair)
+        p = pair[1]
+        if isinstance(p, bool) or not isinstance(p, int | float) or not (math.isfinite(p) and 0 <= p <= 1):
+            raise ValueError(pair)
+        pairs.append((pair[0], float(p)))
+    return tuple(pairs)
 
 
 class ReplayModel(ModelClient):
@@ -92,16 +123,19 @@ class ReplayModel(ModelClient):
         self.path = path
         self.recorded_fingerprint = wanted
         self.fingerprint = f"replay:{wanted}@{digest}"
-        self.capabilities = Capabilities(max_images=None)
+        self._answers = recorded[wanted]
+        # levels cells for a model recorded answering them, as it had them.
+        with_probabilities = any(probs is not None for _, probs in self._answers.values())
+        self.capabilities = Capabilities(max_images=None, probabilities=with_probabilities)
         self.cacheable = False
-        self._texts = recorded[wanted]
 
     async def answer(self, query: Query) -> Answer:
-        text = self._texts.get(query.key)
-        if text is None:
+        recorded = self._answers.get(query.key)
+        if recorded is None:
             return Answer(
                 None,
                 error="not_recorded",
                 detail=f"{self.path} has no answer of {self.recorded_fingerprint} to query {query.key[:16]}",
             )
-        return Answer(text)
+        text, probabilities = recorded
+        return Answer(text, probabilities=probabilities)
