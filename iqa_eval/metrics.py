@@ -211,6 +211,21 @@ def krcc(pred: npt.ArrayLike, truth: npt.ArrayLike) -> float:
     return _single(_kendall_rows, pred, truth)
 
 
+def krcc_rows(pred: npt.ArrayLike, truth: npt.ArrayLike) -> FloatArray:
+    """Kendall tau-b of each row of ``pred`` against the same row of ``truth``, nan where
+    :func:`krcc` is: a multiple-stimulus cell has one per group of four, hundreds per cell,
+    and one batched call costs what a few single ones do."""
+    x, y = np.asarray(pred, dtype=np.float64), np.asarray(truth, dtype=np.float64)
+    if x.ndim != 2 or x.shape != y.shape:
+        raise ValueError(f"pred and truth must be 2-D arrays of one shape, got {x.shape} and {y.shape}")
+    taus = np.full(x.shape[0], np.nan)
+    defined = np.all(np.isfinite(x), axis=1) & np.all(np.isfinite(y), axis=1)
+    if x.shape[1] >= 2 and defined.any():
+        # The kernel gives nan itself where a row is constant (no untied pair to compare).
+        taus[defined] = _kendall_rows(x[defined], y[defined])
+    return taus
+
+
 def pearson(pred: npt.ArrayLike, truth: npt.ArrayLike) -> float:
     """Pearson correlation on raw values: the fallback when no logistic can be fitted."""
     return _single(_pearson_rows, pred, truth)

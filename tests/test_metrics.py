@@ -78,6 +78,37 @@ def test_batched_kernels_match_scipy_row_by_row() -> None:
         assert_same(float(rho[row]), scipy_value(stats.spearmanr, x[row], y[row]))
 
 
+groups_of_four = st.lists(
+    st.tuples(
+        st.lists(st.sampled_from([0.0, 1.0, 2.0, 3.0, math.nan]), min_size=4, max_size=4),
+        st.lists(st.sampled_from([10.0, 20.0, 30.0]), min_size=4, max_size=4),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(derandomize=True, max_examples=200, deadline=None)
+@given(groups_of_four)
+def test_krcc_rows_is_krcc_of_each_row_and_scipys(groups: list[tuple[list[float], list[float]]]) -> None:
+    """What a multiple-stimulus cell computes for its groups of four at once, ties, constant rows
+    and non-finite rows included, is what krcc and scipy give one row at a time."""
+    x = np.array([ranks for ranks, _ in groups])
+    y = np.array([truth for _, truth in groups])
+    taus = m.krcc_rows(x, y)
+    assert taus.shape == (len(groups),)
+    for row, (ranks, truth) in enumerate(groups):
+        assert_same(float(taus[row]), m.krcc(ranks, truth))
+        if all(math.isfinite(v) for v in ranks):
+            assert_same(float(taus[row]), scipy_value(stats.kendalltau, ranks, truth))
+
+
+def test_krcc_rows_needs_two_arrays_of_one_shape() -> None:
+    with pytest.raises(ValueError, match="2-D arrays of one shape"):
+        m.krcc_rows(np.zeros((3, 4)), np.zeros((3, 5)))
+    assert np.isnan(m.krcc_rows(np.zeros((2, 1)), np.ones((2, 1)))).all()
+
+
 def test_kendall_on_large_input_matches_scipy() -> None:
     rng = np.random.default_rng(4)
     x = rng.normal(size=5000)

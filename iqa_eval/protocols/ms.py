@@ -13,7 +13,7 @@ from itertools import combinations
 
 import numpy as np
 
-from iqa_eval.metrics import krcc
+from iqa_eval.metrics import krcc_rows
 from iqa_eval.protocols.base import Aggregate, Judged, Plan, PlannedQuery, PlanRequest, build_query
 from iqa_eval.protocols.pairwise import Outcome, mean_with_ci, partners, scale, scale_metrics
 from iqa_eval.protocols.parsing import parse_fixed
@@ -65,7 +65,8 @@ class MultipleStimulus:
     def aggregate(self, plan: Plan, judged: Judged, *, seed: int, n_resamples: int = 1000) -> Aggregate:
         quality = {item.id: item.quality for item in plan.items}
         outcomes: list[Outcome] = []
-        taus: list[float] = []
+        rankings: list[tuple[float, ...]] = []
+        truths: list[list[float]] = []
         for pq, judgement in judged:
             if not judgement.ok or judgement.values is None:
                 continue
@@ -73,9 +74,11 @@ class MultipleStimulus:
             for i, j in combinations(range(GROUP_SIZE), 2):
                 code = 1 if ranks[i] > ranks[j] else 0 if ranks[i] < ranks[j] else 2
                 outcomes.append((pq.item_ids[i], pq.item_ids[j], code))
-            tau = krcc(list(ranks), [quality[i] for i in pq.item_ids])
-            if tau == tau:  # undefined when the truth ties all four, or the ranking is constant
-                taus.append(tau)
+            rankings.append(tuple(ranks))
+            truths.append([quality[i] for i in pq.item_ids])
+        all_taus = krcc_rows(np.reshape(rankings, (-1, GROUP_SIZE)), np.reshape(truths, (-1, GROUP_SIZE)))
+        # Undefined when the truth ties all four, or the ranking is constant.
+        taus = [float(tau) for tau in all_taus if tau == tau]
         scores, notes = scale(plan.items, outcomes, plan.local)
         metrics, predictions = scale_metrics(plan.items, scores, plan.local, seed, n_resamples)
         metrics["krcc"] = mean_with_ci(taus, seed, n_resamples, "Kendall tau-b per group of four, averaged")
