@@ -410,3 +410,13 @@ def test_other_unretrieved_task_errors_are_still_reported(caplog):
     client.helpers.clear()
     gc.collect()
     assert "a bug in a helper" in caplog.text
+
+
+def test_an_engine_dropped_without_close_closes_its_loop():
+    engine = Engine(None, progress=False)
+    engine.run(Scripted(), [query(1)])
+    loop = engine._loop
+    assert loop is not None and not loop.is_closed()
+    del engine
+    gc.collect()
+    assert loop.is_closed()

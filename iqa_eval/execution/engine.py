@@ -18,6 +18,7 @@ import asyncio
 import random
 import re
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -194,6 +195,10 @@ class Engine:
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
             self._loop.set_exception_handler(_quiet_interrupts)
+            # An engine dropped without close() (a notebook, a script) closes its loop as it goes:
+            # left to the garbage collector, the loop's own sockets could be finalized first and
+            # its __del__ would print a traceback into someone else's output.
+            weakref.finalize(self, self._loop.close)
         return self._loop
 
     def run(self, client: ModelClient, queries: Sequence[Query]) -> dict[str, Answer]:
