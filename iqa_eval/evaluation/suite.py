@@ -321,10 +321,7 @@ class Suite:
             if self.unsupported(spec) is None:
                 by_model.setdefault(spec.model, []).extend(self._relation_queries(spec, cases))
         for model, queries in by_model.items():
-            known = self._answers.setdefault(model, {})
-            missing = [query for query in queries if query.key not in known]
-            if missing:
-                known.update(self.engine.run(self.clients[model], missing))
+            self.ask(model, queries)
 
     def result(self, spec: CellSpec) -> CellResult:
         if spec.id not in self._results:
