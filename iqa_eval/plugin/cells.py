@@ -258,19 +258,20 @@ def iqa_metamorphic(request: pytest.FixtureRequest) -> MetamorphicCheck:
     return MetamorphicCheck(request.config.stash[SUITE], stage, spec, request.node)
 
 
+def _cell_of(item: pytest.Item, fixture: str) -> CellSpec | Stage2Cell | None:
+    """The cell an item's ``fixture`` is parametrized with, None for any other item. A test with
+    no cell in the run (--iqa-study has no metamorphic cells) holds pytest's placeholder of an
+    empty parametrization, not a (stage, cell) pair."""
+    callspec = getattr(item, "callspec", None)
+    param = callspec.params.get(fixture) if callspec is not None else None
+    return param[1] if isinstance(param, tuple) else None
+
+
 def selected_ids(items: list[pytest.Item]) -> set[str]:
     """The ids of the selected cells: a stage-2 cell's id reads ``best/best`` as its baseline
     key does, since its system is chosen by the run."""
-    keys = set()
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        for name in (PROPERTY, METAMORPHIC):
-            # A test with no cell in the run (--iqa-study has no metamorphic cells) holds pytest's
-            # placeholder of an empty parametrization, not a cell.
-            param = callspec.params.get(name) if callspec is not None else None
-            if isinstance(param, tuple):
-                keys.add(param[1].id)
-    return keys
+    cells = (_cell_of(item, name) for item in items for name in (PROPERTY, METAMORPHIC))
+    return {cell.id for cell in cells if cell is not None}
 
 
 def case_strategy(item: pytest.Item) -> CaseStrategy | None:
@@ -285,13 +286,11 @@ def selected_relations(suite: Suite, items: list[pytest.Item]) -> list[tuple[Cel
     is left to its test, which fails saying why."""
     out = []
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        param = callspec.params.get(METAMORPHIC) if callspec is not None else None
-        strategy = case_strategy(item)
-        if not isinstance(param, tuple) or strategy is None:
+        spec, strategy = _cell_of(item, METAMORPHIC), case_strategy(item)
+        if not isinstance(spec, CellSpec) or strategy is None:
             continue
         try:
-            out.append((param[1], suite.metamorphic_cases(param[1], strategy)))
+            out.append((spec, suite.metamorphic_cases(spec, strategy)))
         except Exception:  # a test's own strategy may fail in any way: its test says how
             continue
     return out
@@ -299,13 +298,7 @@ def selected_relations(suite: Suite, items: list[pytest.Item]) -> list[tuple[Cel
 
 def selected_specs(items: list[pytest.Item]) -> list[CellSpec | Stage2Cell]:
     """The cells of the selected suite tests (metamorphic cells: ``selected_relations``)."""
-    out = []
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        param = callspec.params.get(PROPERTY) if callspec is not None else None
-        if isinstance(param, tuple):
-            out.append(param[1])
-    return out
+    return [cell for item in items if (cell := _cell_of(item, PROPERTY)) is not None]
 
 
 def cell_of_nodeid(nodeid: str) -> str | None:
