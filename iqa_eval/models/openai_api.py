@@ -417,10 +417,11 @@ class OpenAIModel(ModelClient):
             if query.options and status == 400 and "logprob" in said.lower():
                 return self._refuse_logprobs(self._scrub(f"HTTP 400 from {replica.where}: {said}"))
             raise self._status_error(status, headers, raw, replica.where)
-        answer = self._read(raw, replica.where, latency)
+        data = self._parsed(raw, replica.where)
+        answer = self._read(data, replica.where, latency)
         if not query.options or not answer.ok:
             return answer
-        alternatives = _first_token_alternatives(raw)
+        alternatives = _first_token_alternatives(data)
         if alternatives is None:
             return self._refuse_logprobs(f"{replica.where} answered without logprobs")
         return replace(answer, probabilities=merge(alternatives, query.options))
@@ -488,13 +489,17 @@ class OpenAIModel(ModelClient):
             )
         return err
 
-    def _read(self, raw: bytes, where: str, latency: float) -> Answer:
+    @staticmethod
+    def _parsed(raw: bytes, where: str) -> dict[str, Any]:
         try:
             data = json.loads(raw)
         except ValueError as err:
             raise TransientModelError("malformed", f"{where} sent a body that is not JSON ({err})") from None
         if not isinstance(data, dict):
             raise TransientModelError("malformed", f"{where} sent JSON that is not an object")
+        return data
+
+    def _read(self, data: dict[str, Any], where: str, latency: float) -> Answer:
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices:
             raise TransientModelError("empty", f"{where} sent an answer without choices")
@@ -683,10 +688,10 @@ def _text(content: object) -> str | None:
     return None
 
 
-def _first_token_alternatives(raw: bytes) -> list[tuple[str, float]] | None:
+def _first_token_alternatives(data: dict[str, Any]) -> list[tuple[str, float]] | None:
     """The first non-blank answer token's alternatives as (token, probability), from
-    ``choices[0].logprobs.content`` (OpenAI, vLLM, SGLang); None when the answer has none."""
-    data = json.loads(raw)
+    ``choices[0].logprobs.content`` (OpenAI, vLLM, SGLang) of an answer :meth:`_read` accepted;
+    None when the answer has none."""
     choice = data["choices"][0] if isinstance(data["choices"][0], dict) else {}
     logprobs = choice.get("logprobs")
     content = logprobs.get("content") if isinstance(logprobs, dict) else None
